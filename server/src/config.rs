@@ -1,0 +1,103 @@
+//! Run-time configuration: command-line flags, each also read from a `CHAT_...` environment
+//! variable.
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chat_shared::{DEFAULT_MAX_MSG_LEN, DEFAULT_MAX_NAME_LEN, DEFAULT_PAGE_SIZE, DEFAULT_PORT, DEFAULT_POLL_TIMEOUT_SECS};
+use clap::Parser;
+
+/// The server's settings. Defaults reproduce the original server where it had one.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "chat-server", version, about = "JSONP long-polling chat server, compatible with the original Node.js chat room")]
+pub struct Settings {
+    /// Address to listen on (the original used port 8973).
+    #[arg(long, env = "CHAT_BIND", default_value_t = SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)))]
+    pub bind: SocketAddr,
+
+    /// Data folder: the original server's working folder layout (`data.json`, `data/*.json`)
+    /// plus our write-ahead log.
+    #[arg(long, env = "CHAT_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// How long a pop is held when there is nothing new, in seconds (fractions allowed).
+    #[arg(long, env = "CHAT_POLL_TIMEOUT", value_name = "SECONDS", default_value_t = DEFAULT_POLL_TIMEOUT_SECS as f64, value_parser = parse_seconds)]
+    pub poll_timeout: f64,
+
+    /// Most messages in one pop answer; a client catches up page by page.
+    #[arg(long, env = "CHAT_PAGE_SIZE", default_value_t = DEFAULT_PAGE_SIZE, value_parser = parse_positive)]
+    pub page_size: usize,
+
+    /// Longest message accepted, in characters.
+    #[arg(long, env = "CHAT_MAX_MSG_LEN", default_value_t = DEFAULT_MAX_MSG_LEN)]
+    pub max_msg_len: usize,
+
+    /// Longest nickname accepted, in characters.
+    #[arg(long, env = "CHAT_MAX_NAME_LEN", default_value_t = DEFAULT_MAX_NAME_LEN)]
+    pub max_name_len: usize,
+
+    /// Saves (join, push, exit) one client address may make at once before the rate applies.
+    #[arg(long, env = "CHAT_PUSH_BURST", default_value = "30")]
+    pub push_burst: NonZeroU32,
+
+    /// Saves per second one client address may make after its burst.
+    #[arg(long, env = "CHAT_PUSH_RATE", default_value = "10")]
+    pub push_rate: NonZeroU32,
+
+    /// Most pops held at once for one client address.
+    #[arg(long, env = "CHAT_MAX_POLLS_PER_IP", default_value_t = 1000)]
+    pub max_polls_per_ip: usize,
+
+    /// Most pops held at once in all; past it, pops get 503 with `Retry-After`.
+    #[arg(long, env = "CHAT_MAX_POLLS", default_value_t = 50_000)]
+    pub max_polls: usize,
+
+    /// A reverse proxy whose `X-Forwarded-For` is believed (repeat the flag, or separate with
+    /// commas in the environment variable).
+    #[arg(long = "trusted-proxy", env = "CHAT_TRUSTED_PROXY", value_name = "ADDR", value_delimiter = ',')]
+    pub trusted_proxies: Vec<IpAddr>,
+
+    /// How many of the newest messages are kept in memory; older history is read from disk.
+    #[arg(long, env = "CHAT_MEMORY_MESSAGES", default_value_t = 10_000)]
+    pub memory_messages: usize,
+
+    /// Write-ahead-log records after which the log is compacted into the JSON files.
+    #[arg(long, env = "CHAT_COMPACT_AFTER", default_value_t = 1000, value_parser = parse_positive)]
+    pub compact_after: usize,
+
+    /// HTTP worker threads (default: one per CPU core).
+    #[arg(long, env = "CHAT_WORKERS")]
+    pub workers: Option<usize>,
+}
+
+fn parse_positive(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{text:?} is not a whole number above 0")),
+    }
+}
+
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0 => Ok(seconds),
+        _ => Err(format!("{text:?} is not a number of seconds between 0 and 3600")),
+    }
+}
+
+impl Settings {
+    /// The defaults, as if no flag and no variable were given, but bound to `bind` and storing
+    /// in `data_dir`: the starting point of tests.
+    pub fn for_tests(bind: SocketAddr, data_dir: PathBuf) -> Settings {
+        let mut settings = Settings::parse_from(["chat-server"]);
+        settings.bind = bind;
+        settings.data_dir = data_dir;
+        settings
+    }
+
+    /// [`Settings::poll_timeout`] as a duration.
+    pub fn poll_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.poll_timeout)
+    }
+}

@@ -1,0 +1,70 @@
+//! Rendering an answer as a safe JSONP body: `/**/callback({...});`.
+//!
+//! The leading `/**/` keeps the first bytes of the body from being attacker-chosen (the
+//! Rosetta-Flash class of attacks), the callback name has passed [`CallbackName::parse`], and
+//! `<`, `>`, `&`, U+2028 and U+2029 inside the JSON are written as `\u` escapes so the body can
+//! neither close a `<script>` element nor break a pre-ES2019 JavaScript string literal.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::HttpResponse;
+use chat_shared::CallbackName;
+
+/// The `Content-Type` of every JSONP answer.
+pub const JAVASCRIPT_CONTENT_TYPE: &str = "application/javascript; charset=utf-8";
+
+/// Writes `json` (already serialized) into `out`, escaping the characters that are unsafe
+/// inside a `<script>` element or a JavaScript source file. Those characters can only occur
+/// inside JSON strings, where a `\u` escape means the same thing.
+pub fn push_escaped_json(out: &mut String, json: &str) {
+    for c in json.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            other => out.push(other),
+        }
+    }
+}
+
+/// The JSONP body `/**/<callback>(<json>);` for an already-serialized JSON value.
+pub fn render_body(callback: &CallbackName, json: &str) -> String {
+    let mut body = String::with_capacity(json.len() + callback.as_str().len() + 8);
+    body.push_str("/**/");
+    body.push_str(callback.as_str());
+    body.push('(');
+    push_escaped_json(&mut body, json);
+    body.push_str(");");
+    body
+}
+
+/// A 200 answer carrying `body` with the JSONP headers: JavaScript content type, `nosniff`,
+/// `no-store` (every poll is fresh) and `X-Accel-Buffering: no` (a buffering proxy such as
+/// nginx must not hold a long-poll answer back).
+pub fn response(body: String) -> HttpResponse {
+    let mut response = HttpResponse::Ok().body(body);
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(JAVASCRIPT_CONTENT_TYPE));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_script_breaking_characters_inside_strings() {
+        let callback = CallbackName::parse("cb").expect("valid");
+        let json = serde_json::to_string(&serde_json::json!({"msg": "</script><b>&\u{2028}\u{2029}"}))
+            .expect("serializes");
+        let body = render_body(&callback, &json);
+        assert_eq!(
+            body,
+            r#"/**/cb({"msg":"\u003c/script\u003e\u003cb\u003e\u0026\u2028\u2029"});"#
+        );
+    }
+}

@@ -1,0 +1,26 @@
+//! A chat server that speaks the JSONP long-polling protocol of the original Node.js chat room
+//! (`docs/protocol.md`), so that every jQuery-era page keeps working unchanged, with durable
+//! storage in the original's file layout and none of its faults.
+//!
+//! The pieces, outside in:
+//! - [`startup`]: builds the [`startup::Application`] (library, so tests bind port 0);
+//! - [`routes`]: the protocol's rules, on every path;
+//! - [`query`] and [`jsonp`]: strict query decoding and safe JSONP bodies;
+//! - [`limits`]: rate and connection limits;
+//! - [`room`]: the in-memory room and the event-driven wake-up of held pops;
+//! - [`writer`]: the group-commit writer thread;
+//! - [`storage`]: the write-ahead log and the original's JSON layout.
+
+pub mod clock;
+pub mod config;
+pub mod jsonp;
+pub mod limits;
+pub mod query;
+pub mod room;
+pub mod routes;
+pub mod startup;
+pub mod storage;
+pub mod writer;
+
+pub use config::Settings;
+pub use startup::{Application, ShutdownHandle};

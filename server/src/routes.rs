@@ -1,0 +1,313 @@
+//! HTTP routes: the legacy chat protocol on every path, plus `/healthz` and `/favicon.ico`.
+//!
+//! The rules of the chat protocol are written down, with examples, in `docs/protocol.md`; the
+//! comments here point at them.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::Method as HttpMethod;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chat_shared::{
+    CallbackName, Cursor, ErrorCode, Message, MessageText, Method, Nickname, EXIT_MESSAGE, JOIN_MESSAGE,
+};
+use serde_json::{Map, Value};
+
+use crate::config::Settings;
+use crate::jsonp;
+use crate::limits::{client_ip, HeldPolls, HoldRefused, SaveRateLimiter};
+use crate::query::Query;
+use crate::room::{Room, SaveError};
+
+/// How long a pop refused for too many held pops from one address waits before it is answered,
+/// so that an old client, which re-polls at once, does not spin.
+const REFUSED_POLL_DELAY: Duration = Duration::from_secs(1);
+
+/// Query parameters the server writes itself; a client's value for them is not echoed.
+const SERVER_FIELDS: [&str; 3] = ["msgList", "error", "online"];
+
+/// Everything the handlers share. Built once, outside the `HttpServer::new` closure.
+#[derive(Debug)]
+pub struct AppState {
+    /// The room.
+    pub room: Room,
+    /// Held-pop limits.
+    pub held_polls: HeldPolls,
+    /// Save rate limits.
+    pub save_limiter: SaveRateLimiter,
+    /// The settings the server runs with.
+    pub settings: Arc<Settings>,
+}
+
+/// Registers the routes; used by the server and by tests alike.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/favicon.ico", web::route().to(favicon))
+        .default_service(web::to(chat));
+}
+
+async fn healthz(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(serde_json::json!({
+        "status": "ok",
+        "messages": state.room.n_messages(),
+        "newest_time": state.room.newest_time(),
+        "held_polls": state.held_polls.n_held(),
+    }))
+}
+
+/// Browsers ask for it on every page; it is never a chat request (nothing is saved).
+async fn favicon() -> HttpResponse {
+    HttpResponse::NoContent().finish()
+}
+
+/// What kind of chat request this is, by the original server's rules, in its order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RequestKind {
+    Join,
+    Push,
+    Exit,
+    Pop,
+}
+
+fn classify(http_method: &HttpMethod, query: &Query) -> RequestKind {
+    let is_post = http_method == HttpMethod::POST;
+    let method = query.value("method");
+    // `navigator.sendBeacon` can only POST: a POST that says exit is an exit.
+    if is_post && method == Some("exit") {
+        return RequestKind::Exit;
+    }
+    let time_missing = query.value("time").is_none_or(str::is_empty);
+    match method {
+        _ if time_missing || is_post => RequestKind::Join,
+        None => RequestKind::Join,
+        Some(value) => match Method::parse(value) {
+            Method::Push => RequestKind::Push,
+            Method::Exit => RequestKind::Exit,
+            Method::Pop => RequestKind::Pop,
+        },
+    }
+}
+
+/// The answer being built: the echoed query parameters, then the server's fields.
+struct Reply {
+    callback: CallbackName,
+    fields: Map<String, Value>,
+    /// The request's `time`, when it is a whole number.
+    client_time: Option<Cursor>,
+}
+
+impl Reply {
+    fn new(callback: CallbackName, query: &Query) -> Reply {
+        let mut fields = Map::new();
+        for param in query.params() {
+            if !SERVER_FIELDS.contains(&param.key.as_str()) {
+                fields.insert(param.key.clone(), Value::String(param.value.clone()));
+            }
+        }
+        let client_time = query.value("time").and_then(Cursor::parse);
+        Reply { callback, fields, client_time }
+    }
+
+    fn finish(mut self, time: u64, messages: &[Message]) -> HttpResponse {
+        // `insert` keeps an echoed key in its place, as assigning to it did in the original.
+        self.fields.insert("time".to_owned(), Value::from(time));
+        let list = messages.iter().map(|message| serde_json::to_value(message).unwrap_or(Value::Null)).collect();
+        self.fields.insert("msgList".to_owned(), Value::Array(list));
+        // A map of strings and numbers always serializes.
+        let json = serde_json::to_string(&self.fields).unwrap_or_default();
+        jsonp::response(jsonp::render_body(&self.callback, &json))
+    }
+
+    /// The answer to a save: the saved name, text and time.
+    fn saved(mut self, message: &Message) -> HttpResponse {
+        self.fields.insert("name".to_owned(), Value::String(message.name.clone()));
+        self.fields.insert("msg".to_owned(), Value::String(message.msg.clone()));
+        self.finish(message.time, &[])
+    }
+
+    /// The answer to a pop.
+    fn page(self, time: u64, messages: &[Message]) -> HttpResponse {
+        self.finish(time, messages)
+    }
+
+    /// A refusal through the callback: `error`, no messages, and a `time` the client can poll
+    /// with (its own when it sent a valid one, else the newest).
+    fn error(mut self, code: ErrorCode, message: String, newest_time: u64) -> HttpResponse {
+        let time = self.client_time.map_or(newest_time, Cursor::as_millis);
+        self.fields.insert("error".to_owned(), serde_json::json!({ "code": code.as_str(), "message": message }));
+        self.finish(time, &[])
+    }
+}
+
+fn plain_text(status: actix_web::http::StatusCode, text: &'static str) -> HttpResponse {
+    let mut response = HttpResponse::build(status).body(text);
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Every path with a query string is a chat request.
+#[tracing::instrument(name = "chat", skip_all, fields(kind))]
+async fn chat(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let raw_query = request.query_string();
+    if raw_query.is_empty() {
+        return plain_text(
+            actix_web::http::StatusCode::OK,
+            "chat-server: JSONP long-polling chat. Chat requests carry a query string; see docs/protocol.md\n",
+        );
+    }
+    let query = Query::parse(raw_query);
+    let callback = match query.get("callback") {
+        None => CallbackName::default_name(),
+        Some(param) if param.error.is_some() => {
+            return plain_text(actix_web::http::StatusCode::BAD_REQUEST, "invalid callback name\n")
+        }
+        Some(param) => match CallbackName::parse(&param.value) {
+            Ok(callback) => callback,
+            // Never reflected: the name is not safe to write into a script.
+            Err(_) => return plain_text(actix_web::http::StatusCode::BAD_REQUEST, "invalid callback name\n"),
+        },
+    };
+    let peer = request.peer_addr().map_or(IpAddr::from([0, 0, 0, 0]), |addr| addr.ip());
+    let forwarded_for = request.headers().get("x-forwarded-for").and_then(|value| value.to_str().ok());
+    let ip = client_ip(peer, forwarded_for, &state.settings.trusted_proxies);
+    let kind = classify(request.method(), &query);
+    tracing::Span::current().record("kind", tracing::field::debug(kind));
+    let reply = Reply::new(callback, &query);
+    match kind {
+        RequestKind::Pop => pop(&state, reply, ip).await,
+        save_kind => save(&state, reply, &query, save_kind, ip).await,
+    }
+}
+
+async fn save(state: &AppState, reply: Reply, query: &Query, kind: RequestKind, ip: IpAddr) -> HttpResponse {
+    let newest = state.room.newest_time();
+    let settings = &state.settings;
+    let stored_params: &[&str] = if kind == RequestKind::Exit { &["name"] } else { &["name", "msg"] };
+    for key in stored_params {
+        if let Some(error) = query.get(key).and_then(|param| param.error) {
+            return reply.error(ErrorCode::InvalidEncoding, format!("{key}: {error}"), newest);
+        }
+    }
+    let name = match Nickname::parse(query.value("name").unwrap_or(""), settings.max_name_len) {
+        Ok(name) => name,
+        Err(error) => return reply.error(error.code(), error.to_string(), newest),
+    };
+    let raw_msg = query.value("msg").unwrap_or("");
+    let msg = match kind {
+        RequestKind::Join if raw_msg.trim().is_empty() => Ok(JOIN_MESSAGE.to_owned()),
+        RequestKind::Join => MessageText::parse_allow_empty(raw_msg, settings.max_msg_len).map(MessageText::into_string),
+        RequestKind::Exit => Ok(EXIT_MESSAGE.to_owned()),
+        RequestKind::Push | RequestKind::Pop => MessageText::parse(raw_msg, settings.max_msg_len).map(MessageText::into_string),
+    };
+    let msg = match msg {
+        Ok(msg) => msg,
+        Err(error) => return reply.error(error.code(), error.to_string(), newest),
+    };
+    if let Err(wait) = state.save_limiter.check(ip) {
+        let message = format!("too many messages from this address; retry in {:.1} s", wait.as_secs_f64());
+        return reply.error(ErrorCode::RateLimited, message, newest);
+    }
+    match state.room.save(name.into_string(), msg).await {
+        Ok(message) => reply.saved(&message),
+        Err(SaveError::Closed) => reply.error(ErrorCode::ShuttingDown, "the server is shutting down".to_owned(), newest),
+        Err(error @ SaveError::Storage(_)) => {
+            tracing::error!(error = %error, "save failed");
+            reply.error(ErrorCode::StorageFailed, "the server could not store the message".to_owned(), newest)
+        }
+    }
+}
+
+async fn pop(state: &AppState, reply: Reply, ip: IpAddr) -> HttpResponse {
+    let room = &state.room;
+    let newest = room.newest_time();
+    // Not a whole number, or ahead of the newest message: answer at once with the newest time.
+    let Some(cursor) = reply.client_time.filter(|cursor| cursor.as_millis() <= newest) else {
+        return reply.page(newest, &[]);
+    };
+    // Subscribe before looking, so a message published in between still wakes us.
+    let mut changes = room.subscribe();
+    match room.page_after(cursor).await {
+        Ok(page) if !page.is_empty() => return reply.page(page[page.len() - 1].time, &page),
+        Ok(_) => {}
+        Err(error) => {
+            tracing::error!(error = %error, "could not read history");
+            return reply.error(ErrorCode::StorageFailed, "the server could not read its history".to_owned(), newest);
+        }
+    }
+    let mut shutdown = room.shutdown_signal();
+    if *shutdown.borrow() {
+        return reply.page(cursor.as_millis(), &[]);
+    }
+    let _permit = match state.held_polls.try_hold(ip) {
+        Ok(permit) => permit,
+        Err(HoldRefused::Overall) => {
+            let mut response = plain_text(
+                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+                "too many waiting clients; retry later\n",
+            );
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return response;
+        }
+        Err(HoldRefused::PerAddress) => {
+            tokio::time::sleep(REFUSED_POLL_DELAY).await;
+            let message = "too many waiting requests from this address".to_owned();
+            return reply.error(ErrorCode::TooManyPolls, message, newest);
+        }
+    };
+    let deadline = tokio::time::sleep(state.settings.poll_timeout());
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                match room.page_after(cursor).await {
+                    Ok(page) if !page.is_empty() => return reply.page(page[page.len() - 1].time, &page),
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::error!(error = %error, "could not read history");
+                        break;
+                    }
+                }
+            }
+            () = &mut deadline => break,
+            _ = shutdown.wait_for(|&closing| closing) => break,
+        }
+    }
+    reply.page(cursor.as_millis(), &[])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification_follows_the_original_rules_in_order() {
+        let get = HttpMethod::GET;
+        let post = HttpMethod::POST;
+        let cases = [
+            (&get, "name=a", RequestKind::Join),
+            (&get, "name=a&method=pop", RequestKind::Join),
+            (&get, "name=a&method=pop&time=", RequestKind::Join),
+            (&get, "name=a&time=5", RequestKind::Join),
+            (&get, "name=a&method=push&msg=hi", RequestKind::Join),
+            (&get, "name=a&method=push&msg=hi&time=5", RequestKind::Push),
+            (&get, "name=a&method=exit&time=5", RequestKind::Exit),
+            (&get, "name=a&method=pop&time=5", RequestKind::Pop),
+            (&get, "name=a&method=anything&time=5", RequestKind::Pop),
+            (&get, "name=a&method=PUSH&time=5", RequestKind::Pop),
+            (&post, "name=a&method=pop&time=5", RequestKind::Join),
+            (&post, "name=a&method=exit&time=5", RequestKind::Exit),
+            (&post, "name=a&method=exit", RequestKind::Exit),
+        ];
+        for (http_method, query, expected) in cases {
+            assert_eq!(classify(http_method, &Query::parse(query)), expected, "{http_method} ?{query}");
+        }
+    }
+}

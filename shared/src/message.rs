@@ -1,0 +1,106 @@
+//! A chat message, as the wire carries it in `msgList` and as the data files store it.
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// One chat message: `{"name": ..., "msg": ..., "time": ...}`.
+///
+/// This is the exact object the original server put in `msgList` and wrote to `data.json`
+/// (`JSON.stringify(list, null, 4)`), fields in this order.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Message {
+    /// The sender's nickname, trimmed; `(匿名)` when the client sent none.
+    pub name: String,
+    /// The message text; `加入聊天室` for a join and `离开聊天室` for an exit.
+    pub msg: String,
+    /// When the server saved it, in milliseconds since the Unix epoch. Unique and strictly
+    /// increasing for messages this server saved; legacy files may repeat a time.
+    pub time: u64,
+}
+
+/// A message read from a data file, lenient about the shapes the original server wrote.
+///
+/// The original's first version stored the whole request object (`name`, `method`, `msg`,
+/// `__t`, `callback`, `time`), and a field the client left out was dropped by
+/// `JSON.stringify`. So: unknown fields are ignored, a missing `name` or `msg` reads as an empty
+/// string, and `time` may be a number or a string of digits. A missing or non-numeric `time`
+/// is an error: without it the message has no place in history.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct StoredMessage {
+    /// See [`Message::name`].
+    #[serde(default, deserialize_with = "string_or_default")]
+    pub name: String,
+    /// See [`Message::msg`].
+    #[serde(default, deserialize_with = "string_or_default")]
+    pub msg: String,
+    /// See [`Message::time`].
+    #[serde(deserialize_with = "millis_number_or_string")]
+    pub time: u64,
+}
+
+impl From<StoredMessage> for Message {
+    fn from(stored: StoredMessage) -> Message {
+        Message { name: stored.name, msg: stored.msg, time: stored.time }
+    }
+}
+
+/// Accepts a string, or `null`/a number/a boolean written by a careless client, as text.
+fn string_or_default<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let value = serde_json::Value::deserialize(deserializer)?;
+    Ok(match value {
+        serde_json::Value::String(text) => text,
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    })
+}
+
+fn millis_number_or_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    use serde::de::Error;
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Millis {
+        Number(u64),
+        Text(String),
+    }
+    match Millis::deserialize(deserializer)? {
+        Millis::Number(ms) => Ok(ms),
+        Millis::Text(text) => text
+            .parse()
+            .map_err(|_| D::Error::custom(format!("time {text:?} is not a whole number of milliseconds"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_original_first_version_whole_request_shape() {
+        let stored: StoredMessage = serde_json::from_str(
+            r#"{"name":"小小兵","method":"push","msg":"xaxsxa","__t":"1420016009253",
+                "callback":"wfQuery_1420016009253","time":1420016009255}"#,
+        )
+        .expect("v1 shape parses");
+        assert_eq!(
+            Message::from(stored),
+            Message { name: "小小兵".into(), msg: "xaxsxa".into(), time: 1_420_016_009_255 }
+        );
+    }
+
+    #[test]
+    fn missing_text_fields_read_as_empty_and_time_may_be_a_string() {
+        let stored: StoredMessage = serde_json::from_str(r#"{"time":"12"}"#).expect("parses");
+        assert_eq!(stored, StoredMessage { name: String::new(), msg: String::new(), time: 12 });
+    }
+
+    #[test]
+    fn a_message_without_time_is_an_error() {
+        assert!(serde_json::from_str::<StoredMessage>(r#"{"name":"a","msg":"b"}"#).is_err());
+        assert!(serde_json::from_str::<StoredMessage>(r#"{"time":"soon"}"#).is_err());
+    }
+
+    #[test]
+    fn serializes_fields_in_the_original_order() {
+        let message = Message { name: "a".into(), msg: "b".into(), time: 3 };
+        assert_eq!(serde_json::to_string(&message).expect("serializes"), r#"{"name":"a","msg":"b","time":3}"#);
+    }
+}

@@ -1,0 +1,108 @@
+//! The answer object inside `callback(...)`, as a client reads it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Message;
+
+/// What a client needs from an answer. The server echoes every query parameter too; those
+/// extra fields are ignored here.
+///
+/// Shape: `{..echoed parameters.., "time": <ms>, "msgList": [Message...], "error"?: WireError,
+/// "online"?: [names]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ChatResponse {
+    /// The cursor to send with the next pop, in milliseconds since the Unix epoch.
+    pub time: u64,
+    /// Messages newer than the request's `time`, oldest first, at most one page.
+    #[serde(rename = "msgList", default)]
+    pub msg_list: Vec<Message>,
+    /// Present when the request was refused; `msgList` is then empty.
+    #[serde(default)]
+    pub error: Option<WireError>,
+}
+
+/// An error reported through the JSONP callback: `{"code": "...", "message": "..."}`.
+///
+/// A `<script>` client cannot see an HTTP status, so every error a client can cause is a 200
+/// whose body calls the callback with this object (plus `msgList: []` and a usable `time`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireError {
+    /// Machine-readable kind.
+    pub code: ErrorCode,
+    /// Human-readable English explanation, without a trailing period.
+    pub message: String,
+}
+
+/// The kinds of error a request can get through its callback. Serialized in `snake_case`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// `msg` is longer than the server's `--max-msg-len` characters.
+    MessageTooLong,
+    /// `name` is longer than the server's `--max-name-len` characters.
+    NameTooLong,
+    /// `msg` of a push is missing or only whitespace.
+    EmptyMessage,
+    /// `name` or `msg` contains a control character.
+    ControlCharacter,
+    /// A parameter has invalid percent-encoding or is not UTF-8 once decoded.
+    InvalidEncoding,
+    /// Too many saves from this client address; retry later.
+    RateLimited,
+    /// Too many held pops from this client address.
+    TooManyPolls,
+    /// The server could not write the message to disk; nothing was saved.
+    StorageFailed,
+    /// The server is shutting down; nothing was saved.
+    ShuttingDown,
+}
+
+impl ErrorCode {
+    /// The wire spelling, e.g. `"message_too_long"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::MessageTooLong => "message_too_long",
+            ErrorCode::NameTooLong => "name_too_long",
+            ErrorCode::EmptyMessage => "empty_message",
+            ErrorCode::ControlCharacter => "control_character",
+            ErrorCode::InvalidEncoding => "invalid_encoding",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::TooManyPolls => "too_many_polls",
+            ErrorCode::StorageFailed => "storage_failed",
+            ErrorCode::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_serialize_as_their_wire_spelling() {
+        for code in [
+            ErrorCode::MessageTooLong,
+            ErrorCode::NameTooLong,
+            ErrorCode::EmptyMessage,
+            ErrorCode::ControlCharacter,
+            ErrorCode::InvalidEncoding,
+            ErrorCode::RateLimited,
+            ErrorCode::TooManyPolls,
+            ErrorCode::StorageFailed,
+            ErrorCode::ShuttingDown,
+        ] {
+            assert_eq!(serde_json::to_value(code).expect("serializes"), code.as_str());
+        }
+    }
+
+    #[test]
+    fn reads_an_answer_with_echoed_parameters() {
+        let answer: ChatResponse = serde_json::from_str(
+            r#"{"name":"a","method":"pop","time":5,"callback":"cb","__t":"1","msgList":[{"name":"a","msg":"hi","time":5}]}"#,
+        )
+        .expect("parses");
+        assert_eq!(answer.time, 5);
+        assert_eq!(answer.msg_list.len(), 1);
+        assert_eq!(answer.error, None);
+    }
+}
