@@ -20,7 +20,9 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now_ms(&self) -> u64 {
         // A clock before 1970 is a broken machine; treat it as the epoch rather than panic.
-        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64)
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_millis() as u64)
     }
 }
 
@@ -33,7 +35,9 @@ pub struct ManualClock {
 impl ManualClock {
     /// A clock showing `now_ms` (milliseconds since the Unix epoch).
     pub fn new(now_ms: u64) -> ManualClock {
-        ManualClock { now_ms: AtomicU64::new(now_ms) }
+        ManualClock {
+            now_ms: AtomicU64::new(now_ms),
+        }
     }
 
     /// Sets the time shown, forwards or backwards, in milliseconds since the Unix epoch.

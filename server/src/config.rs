@@ -6,12 +6,19 @@ use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use chat_shared::{DEFAULT_MAX_MSG_LEN, DEFAULT_MAX_NAME_LEN, DEFAULT_PAGE_SIZE, DEFAULT_PORT, DEFAULT_POLL_TIMEOUT_SECS};
+use chat_shared::{
+    DEFAULT_MAX_MSG_LEN, DEFAULT_MAX_NAME_LEN, DEFAULT_PAGE_SIZE, DEFAULT_POLL_TIMEOUT_SECS,
+    DEFAULT_PORT,
+};
 use clap::Parser;
 
 /// The server's settings. Defaults reproduce the original server where it had one.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "chat-server", version, about = "JSONP long-polling chat server, compatible with the original Node.js chat room")]
+#[command(
+    name = "chat-server",
+    version,
+    about = "JSONP long-polling chat server, compatible with the original Node.js chat room"
+)]
 pub struct Settings {
     /// Address to listen on (the original used port 8973).
     #[arg(long, env = "CHAT_BIND", default_value_t = SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)))]
@@ -56,7 +63,12 @@ pub struct Settings {
 
     /// A reverse proxy whose `X-Forwarded-For` is believed (repeat the flag, or separate with
     /// commas in the environment variable).
-    #[arg(long = "trusted-proxy", env = "CHAT_TRUSTED_PROXY", value_name = "ADDR", value_delimiter = ',')]
+    #[arg(
+        long = "trusted-proxy",
+        env = "CHAT_TRUSTED_PROXY",
+        value_name = "ADDR",
+        value_delimiter = ','
+    )]
     pub trusted_proxies: Vec<IpAddr>,
 
     /// How many of the newest messages are kept in memory; older history is read from disk.
@@ -82,7 +94,9 @@ fn parse_positive(text: &str) -> Result<usize, String> {
 fn parse_seconds(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(seconds) if seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0 => Ok(seconds),
-        _ => Err(format!("{text:?} is not a number of seconds between 0 and 3600")),
+        _ => Err(format!(
+            "{text:?} is not a number of seconds between 0 and 3600"
+        )),
     }
 }
 

@@ -45,10 +45,19 @@ pub fn render_body(callback: &CallbackName, json: &str) -> String {
 pub fn response(body: String) -> HttpResponse {
     let mut response = HttpResponse::Ok().body(body);
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(JAVASCRIPT_CONTENT_TYPE));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(JAVASCRIPT_CONTENT_TYPE),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no"));
+    headers.insert(
+        header::HeaderName::from_static("x-accel-buffering"),
+        HeaderValue::from_static("no"),
+    );
     response
 }
 
@@ -59,8 +68,9 @@ mod tests {
     #[test]
     fn escapes_script_breaking_characters_inside_strings() {
         let callback = CallbackName::parse("cb").expect("valid");
-        let json = serde_json::to_string(&serde_json::json!({"msg": "</script><b>&\u{2028}\u{2029}"}))
-            .expect("serializes");
+        let json =
+            serde_json::to_string(&serde_json::json!({"msg": "</script><b>&\u{2028}\u{2029}"}))
+                .expect("serializes");
         let body = render_body(&callback, &json);
         assert_eq!(
             body,

@@ -22,7 +22,10 @@ impl SaveRateLimiter {
     /// `burst` saves at once, then `per_second` saves a second, per address.
     pub fn new(burst: NonZeroU32, per_second: NonZeroU32) -> SaveRateLimiter {
         let quota = Quota::per_second(per_second).allow_burst(burst);
-        SaveRateLimiter { limiter: RateLimiter::keyed(quota), clock: DefaultClock::default() }
+        SaveRateLimiter {
+            limiter: RateLimiter::keyed(quota),
+            clock: DefaultClock::default(),
+        }
     }
 
     /// Takes one save from `ip`'s allowance, or says how long until the next one is allowed.
@@ -30,7 +33,9 @@ impl SaveRateLimiter {
     /// # Errors
     /// The wait before `ip` may save again.
     pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
-        self.limiter.check_key(&ip).map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+        self.limiter
+            .check_key(&ip)
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
     }
 
     /// Forgets addresses whose allowance is full again, so the table does not grow forever.
@@ -69,7 +74,10 @@ pub struct HeldPollPermit {
 
 impl Drop for HeldPollPermit {
     fn drop(&mut self) {
-        let mut counts = self.per_address.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut counts = self
+            .per_address
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(count) = counts.get_mut(&self.ip) {
             *count -= 1;
             if *count == 0 {
@@ -95,8 +103,15 @@ impl HeldPolls {
     /// # Errors
     /// [`HoldRefused`] when either limit is reached.
     pub fn try_hold(&self, ip: IpAddr) -> Result<HeldPollPermit, HoldRefused> {
-        let overall = self.overall.clone().try_acquire_owned().map_err(|_| HoldRefused::Overall)?;
-        let mut counts = self.per_address.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let overall = self
+            .overall
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| HoldRefused::Overall)?;
+        let mut counts = self
+            .per_address
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let count = counts.entry(ip).or_insert(0);
         if *count >= self.max_per_address {
             if *count == 0 {
@@ -105,7 +120,11 @@ impl HeldPolls {
             return Err(HoldRefused::PerAddress);
         }
         *count += 1;
-        Ok(HeldPollPermit { _overall: overall, ip, per_address: self.per_address.clone() })
+        Ok(HeldPollPermit {
+            _overall: overall,
+            ip,
+            per_address: self.per_address.clone(),
+        })
     }
 
     /// How many pops are held right now.
@@ -121,7 +140,9 @@ pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted_proxies: &[I
     if !trusted_proxies.contains(&peer) {
         return peer;
     }
-    let Some(header) = forwarded_for else { return peer };
+    let Some(header) = forwarded_for else {
+        return peer;
+    };
     let mut client = peer;
     for hop in header.rsplit(',') {
         match hop.trim().parse::<IpAddr>() {
@@ -149,14 +170,23 @@ mod tests {
     #[test]
     fn forwarded_for_is_only_believed_from_a_trusted_proxy() {
         let proxy = ip("127.0.0.1");
-        assert_eq!(client_ip(ip("10.0.0.9"), Some("1.2.3.4"), &[proxy]), ip("10.0.0.9"));
+        assert_eq!(
+            client_ip(ip("10.0.0.9"), Some("1.2.3.4"), &[proxy]),
+            ip("10.0.0.9")
+        );
         assert_eq!(client_ip(proxy, Some("1.2.3.4"), &[proxy]), ip("1.2.3.4"));
         assert_eq!(client_ip(proxy, None, &[proxy]), proxy);
         // The client can prepend anything; only the entry the proxy appended counts.
-        assert_eq!(client_ip(proxy, Some("6.6.6.6, 1.2.3.4"), &[proxy]), ip("1.2.3.4"));
+        assert_eq!(
+            client_ip(proxy, Some("6.6.6.6, 1.2.3.4"), &[proxy]),
+            ip("1.2.3.4")
+        );
         // Chained trusted proxies are skipped.
         let inner = ip("10.0.0.2");
-        assert_eq!(client_ip(proxy, Some("1.2.3.4, 10.0.0.2"), &[proxy, inner]), ip("1.2.3.4"));
+        assert_eq!(
+            client_ip(proxy, Some("1.2.3.4, 10.0.0.2"), &[proxy, inner]),
+            ip("1.2.3.4")
+        );
         assert_eq!(client_ip(proxy, Some("garbage"), &[proxy]), proxy);
     }
 
@@ -178,13 +208,22 @@ mod tests {
 
     #[test]
     fn saves_get_a_burst_then_are_refused_with_a_wait() {
-        let limiter = SaveRateLimiter::new(NonZeroU32::new(3).expect("non-zero"), NonZeroU32::new(1).expect("non-zero"));
+        let limiter = SaveRateLimiter::new(
+            NonZeroU32::new(3).expect("non-zero"),
+            NonZeroU32::new(1).expect("non-zero"),
+        );
         let a = ip("1.1.1.1");
         for _ in 0..3 {
             assert!(limiter.check(a).is_ok());
         }
         let wait = limiter.check(a).expect_err("over the burst");
-        assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1), "{wait:?}");
-        assert!(limiter.check(ip("2.2.2.2")).is_ok(), "other addresses are not affected");
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_secs(1),
+            "{wait:?}"
+        );
+        assert!(
+            limiter.check(ip("2.2.2.2")).is_ok(),
+            "other addresses are not affected"
+        );
     }
 }

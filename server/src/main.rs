@@ -1,5 +1,6 @@
 //! The `chat-server` binary: parse the settings, start, stop cleanly on SIGINT or SIGTERM.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -12,8 +13,11 @@ use tracing_subscriber::EnvFilter;
 #[actix_web::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let settings = Settings::parse();
     raise_open_file_limit(settings.max_polls as u64 + 1024);
@@ -40,7 +44,10 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
 
 async fn wait_for_stop_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
         (Ok(mut interrupt), Ok(mut terminate)) => {
             tokio::select! {
                 _ = interrupt.recv() => {}

@@ -47,7 +47,11 @@ impl Query {
                 continue;
             }
             let (value, value_error) = decode_component(raw_value);
-            params.push(Param { key, value, error: key_error.or(value_error) });
+            params.push(Param {
+                key,
+                value,
+                error: key_error.or(value_error),
+            });
         }
         Query { params }
     }
@@ -127,9 +131,20 @@ mod tests {
     #[test]
     fn decodes_plus_and_percent_and_keeps_order() {
         let query = Query::parse("name=%E5%B0%8F+%E5%85%B5&method=push&msg=a%2Bb+c&__t=1");
-        let pairs: Vec<(&str, &str)> =
-            query.params().iter().map(|p| (p.key.as_str(), p.value.as_str())).collect();
-        assert_eq!(pairs, [("name", "小 兵"), ("method", "push"), ("msg", "a+b c"), ("__t", "1")]);
+        let pairs: Vec<(&str, &str)> = query
+            .params()
+            .iter()
+            .map(|p| (p.key.as_str(), p.value.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("name", "小 兵"),
+                ("method", "push"),
+                ("msg", "a+b c"),
+                ("__t", "1")
+            ]
+        );
         assert!(query.params().iter().all(|p| p.error.is_none()));
     }
 
@@ -154,15 +169,24 @@ mod tests {
         for raw in ["msg=%zz", "msg=%4", "msg=%", "msg=ok%2"] {
             let query = Query::parse(raw);
             let param = query.get("msg").expect("present");
-            assert!(matches!(param.error, Some(DecodeError::BadPercent(_))), "{raw}: {param:?}");
+            assert!(
+                matches!(param.error, Some(DecodeError::BadPercent(_))),
+                "{raw}: {param:?}"
+            );
         }
     }
 
     #[test]
     fn invalid_utf8_is_reported_and_decoded_lossily() {
         let query = Query::parse("msg=%FF%FEabc&name=%C3");
-        assert_eq!(query.get("msg").expect("present").error, Some(DecodeError::NotUtf8));
+        assert_eq!(
+            query.get("msg").expect("present").error,
+            Some(DecodeError::NotUtf8)
+        );
         assert_eq!(query.value("msg"), Some("\u{FFFD}\u{FFFD}abc"));
-        assert_eq!(query.get("name").expect("present").error, Some(DecodeError::NotUtf8));
+        assert_eq!(
+            query.get("name").expect("present").error,
+            Some(DecodeError::NotUtf8)
+        );
     }
 }

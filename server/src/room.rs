@@ -55,7 +55,10 @@ impl RoomShared {
     pub(crate) fn publish(&self, messages: &[Message], chunked_through: u64) {
         let Some(last) = messages.last() else { return };
         {
-            let mut state = self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut state = self
+                .state
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             state.recent.extend(messages.iter().cloned());
             state.n_messages += messages.len() as u64;
             while state.recent.len() > self.memory_limit {
@@ -106,12 +109,27 @@ impl Room {
     ///
     /// # Errors
     /// The writer thread could not be spawned.
-    pub fn start(loaded: Loaded, clock: Arc<dyn Clock>, memory_limit: usize, limits: RoomLimits) -> std::io::Result<Room> {
-        let Loaded { store, recent, n_messages, older_through, chunks } = loaded;
+    pub fn start(
+        loaded: Loaded,
+        clock: Arc<dyn Clock>,
+        memory_limit: usize,
+        limits: RoomLimits,
+    ) -> std::io::Result<Room> {
+        let Loaded {
+            store,
+            recent,
+            n_messages,
+            older_through,
+            chunks,
+        } = loaded;
         let newest_time = recent.last().map_or(0, |message| message.time);
         let (newest, _) = watch::channel(newest_time);
         let shared = Arc::new(RoomShared {
-            state: RwLock::new(RoomState { recent: recent.into(), older_through, n_messages }),
+            state: RwLock::new(RoomState {
+                recent: recent.into(),
+                older_through,
+                n_messages,
+            }),
             newest,
             chunks,
             memory_limit,
@@ -136,10 +154,18 @@ impl Room {
     /// [`SaveError::Storage`] when the disk write failed, [`SaveError::Closed`] after
     /// [`Room::close`].
     pub async fn save(&self, name: String, msg: String) -> Result<Message, SaveError> {
-        let sender = self.inner.commands.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        let sender = self
+            .inner
+            .commands
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
         let sender = sender.ok_or(SaveError::Closed)?;
         let (reply, answer) = oneshot::channel();
-        sender.send(WriteCommand::Append { name, msg, reply }).await.map_err(|_| SaveError::Closed)?;
+        sender
+            .send(WriteCommand::Append { name, msg, reply })
+            .await
+            .map_err(|_| SaveError::Closed)?;
         match answer.await {
             Ok(Ok(message)) => Ok(message),
             Ok(Err(error)) => Err(SaveError::Storage(error)),
@@ -154,7 +180,12 @@ impl Room {
 
     /// How many messages the room holds.
     pub fn n_messages(&self) -> u64 {
-        self.inner.shared.state.read().unwrap_or_else(|poisoned| poisoned.into_inner()).n_messages
+        self.inner
+            .shared
+            .state
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .n_messages
     }
 
     /// A receiver that changes whenever a batch of messages is published; subscribe *before*
@@ -193,7 +224,12 @@ impl Room {
         let chunks = self.inner.shared.chunks.clone();
         let mut page = tokio::task::spawn_blocking(move || chunks.read_after(after, page_size))
             .await
-            .map_err(|join_error| Arc::new(StorageError::io(std::path::Path::new("history"), std::io::Error::other(join_error))))?
+            .map_err(|join_error| {
+                Arc::new(StorageError::io(
+                    std::path::Path::new("history"),
+                    std::io::Error::other(join_error),
+                ))
+            })?
             .map_err(Arc::new)?;
         if page.len() < page_size {
             // The chunks ran out: go on with what only memory holds (newer than every chunk).
@@ -205,24 +241,47 @@ impl Room {
 
     /// The page from memory, or `None` when memory does not reach back to `after`.
     fn page_from_memory(&self, after: u64, page_size: usize) -> Option<Vec<Message>> {
-        let state = self.inner.shared.state.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let state = self
+            .inner
+            .shared
+            .state
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         (after >= state.older_through).then(|| take_page(&state.recent, after, page_size))
     }
 
     fn memory_after(&self, after: u64, page_size: usize) -> Vec<Message> {
-        let state = self.inner.shared.state.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let state = self
+            .inner
+            .shared
+            .state
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         take_page(&state.recent, after, page_size)
     }
 
     /// Stops taking saves, lets the writer thread finish the queued ones and compact the log
     /// into the JSON layout, and waits for it.
     pub async fn close(&self) {
-        drop(self.inner.commands.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take());
-        let writer = self.inner.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        drop(
+            self.inner
+                .commands
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .take(),
+        );
+        let writer = self
+            .inner
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
         if let Some(writer) = writer {
             let joined = tokio::task::spawn_blocking(move || writer.join()).await;
             if !matches!(joined, Ok(Ok(()))) {
-                tracing::error!("the writer thread panicked; unsaved messages were never acknowledged");
+                tracing::error!(
+                    "the writer thread panicked; unsaved messages were never acknowledged"
+                );
             }
         }
     }
@@ -247,7 +306,14 @@ mod tests {
     use super::*;
 
     fn messages(times: &[u64]) -> VecDeque<Message> {
-        times.iter().map(|&time| Message { name: "a".into(), msg: time.to_string(), time }).collect()
+        times
+            .iter()
+            .map(|&time| Message {
+                name: "a".into(),
+                msg: time.to_string(),
+                time,
+            })
+            .collect()
     }
 
     fn times(page: &[Message]) -> Vec<u64> {

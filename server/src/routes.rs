@@ -11,7 +11,8 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::Method as HttpMethod;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chat_shared::{
-    CallbackName, Cursor, ErrorCode, Message, MessageText, Method, Nickname, EXIT_MESSAGE, JOIN_MESSAGE,
+    CallbackName, Cursor, ErrorCode, Message, MessageText, Method, Nickname, EXIT_MESSAGE,
+    JOIN_MESSAGE,
 };
 use serde_json::{Map, Value};
 
@@ -49,12 +50,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 async fn healthz(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(serde_json::json!({
-        "status": "ok",
-        "messages": state.room.n_messages(),
-        "newest_time": state.room.newest_time(),
-        "held_polls": state.held_polls.n_held(),
-    }))
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({
+            "status": "ok",
+            "messages": state.room.n_messages(),
+            "newest_time": state.room.newest_time(),
+            "held_polls": state.held_polls.n_held(),
+        }))
 }
 
 /// Browsers ask for it on every page; it is never a chat request (nothing is saved).
@@ -107,13 +110,20 @@ impl Reply {
             }
         }
         let client_time = query.value("time").and_then(Cursor::parse);
-        Reply { callback, fields, client_time }
+        Reply {
+            callback,
+            fields,
+            client_time,
+        }
     }
 
     fn finish(mut self, time: u64, messages: &[Message]) -> HttpResponse {
         // `insert` keeps an echoed key in its place, as assigning to it did in the original.
         self.fields.insert("time".to_owned(), Value::from(time));
-        let list = messages.iter().map(|message| serde_json::to_value(message).unwrap_or(Value::Null)).collect();
+        let list = messages
+            .iter()
+            .map(|message| serde_json::to_value(message).unwrap_or(Value::Null))
+            .collect();
         self.fields.insert("msgList".to_owned(), Value::Array(list));
         // A map of strings and numbers always serializes.
         let json = serde_json::to_string(&self.fields).unwrap_or_default();
@@ -122,8 +132,10 @@ impl Reply {
 
     /// The answer to a save: the saved name, text and time.
     fn saved(mut self, message: &Message) -> HttpResponse {
-        self.fields.insert("name".to_owned(), Value::String(message.name.clone()));
-        self.fields.insert("msg".to_owned(), Value::String(message.msg.clone()));
+        self.fields
+            .insert("name".to_owned(), Value::String(message.name.clone()));
+        self.fields
+            .insert("msg".to_owned(), Value::String(message.msg.clone()));
         self.finish(message.time, &[])
     }
 
@@ -136,7 +148,10 @@ impl Reply {
     /// with (its own when it sent a valid one, else the newest).
     fn error(mut self, code: ErrorCode, message: String, newest_time: u64) -> HttpResponse {
         let time = self.client_time.map_or(newest_time, Cursor::as_millis);
-        self.fields.insert("error".to_owned(), serde_json::json!({ "code": code.as_str(), "message": message }));
+        self.fields.insert(
+            "error".to_owned(),
+            serde_json::json!({ "code": code.as_str(), "message": message }),
+        );
         self.finish(time, &[])
     }
 }
@@ -144,8 +159,14 @@ impl Reply {
 fn plain_text(status: actix_web::http::StatusCode, text: &'static str) -> HttpResponse {
     let mut response = HttpResponse::build(status).body(text);
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
@@ -164,16 +185,29 @@ async fn chat(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     let callback = match query.get("callback") {
         None => CallbackName::default_name(),
         Some(param) if param.error.is_some() => {
-            return plain_text(actix_web::http::StatusCode::BAD_REQUEST, "invalid callback name\n")
+            return plain_text(
+                actix_web::http::StatusCode::BAD_REQUEST,
+                "invalid callback name\n",
+            )
         }
         Some(param) => match CallbackName::parse(&param.value) {
             Ok(callback) => callback,
             // Never reflected: the name is not safe to write into a script.
-            Err(_) => return plain_text(actix_web::http::StatusCode::BAD_REQUEST, "invalid callback name\n"),
+            Err(_) => {
+                return plain_text(
+                    actix_web::http::StatusCode::BAD_REQUEST,
+                    "invalid callback name\n",
+                )
+            }
         },
     };
-    let peer = request.peer_addr().map_or(IpAddr::from([0, 0, 0, 0]), |addr| addr.ip());
-    let forwarded_for = request.headers().get("x-forwarded-for").and_then(|value| value.to_str().ok());
+    let peer = request
+        .peer_addr()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |addr| addr.ip());
+    let forwarded_for = request
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|value| value.to_str().ok());
     let ip = client_ip(peer, forwarded_for, &state.settings.trusted_proxies);
     let kind = classify(request.method(), &query);
     tracing::Span::current().record("kind", tracing::field::debug(kind));
@@ -184,13 +218,27 @@ async fn chat(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     }
 }
 
-async fn save(state: &AppState, reply: Reply, query: &Query, kind: RequestKind, ip: IpAddr) -> HttpResponse {
+async fn save(
+    state: &AppState,
+    reply: Reply,
+    query: &Query,
+    kind: RequestKind,
+    ip: IpAddr,
+) -> HttpResponse {
     let newest = state.room.newest_time();
     let settings = &state.settings;
-    let stored_params: &[&str] = if kind == RequestKind::Exit { &["name"] } else { &["name", "msg"] };
+    let stored_params: &[&str] = if kind == RequestKind::Exit {
+        &["name"]
+    } else {
+        &["name", "msg"]
+    };
     for key in stored_params {
         if let Some(error) = query.get(key).and_then(|param| param.error) {
-            return reply.error(ErrorCode::InvalidEncoding, format!("{key}: {error}"), newest);
+            return reply.error(
+                ErrorCode::InvalidEncoding,
+                format!("{key}: {error}"),
+                newest,
+            );
         }
     }
     let name = match Nickname::parse(query.value("name").unwrap_or(""), settings.max_name_len) {
@@ -200,24 +248,38 @@ async fn save(state: &AppState, reply: Reply, query: &Query, kind: RequestKind, 
     let raw_msg = query.value("msg").unwrap_or("");
     let msg = match kind {
         RequestKind::Join if raw_msg.trim().is_empty() => Ok(JOIN_MESSAGE.to_owned()),
-        RequestKind::Join => MessageText::parse_allow_empty(raw_msg, settings.max_msg_len).map(MessageText::into_string),
+        RequestKind::Join => MessageText::parse_allow_empty(raw_msg, settings.max_msg_len)
+            .map(MessageText::into_string),
         RequestKind::Exit => Ok(EXIT_MESSAGE.to_owned()),
-        RequestKind::Push | RequestKind::Pop => MessageText::parse(raw_msg, settings.max_msg_len).map(MessageText::into_string),
+        RequestKind::Push | RequestKind::Pop => {
+            MessageText::parse(raw_msg, settings.max_msg_len).map(MessageText::into_string)
+        }
     };
     let msg = match msg {
         Ok(msg) => msg,
         Err(error) => return reply.error(error.code(), error.to_string(), newest),
     };
     if let Err(wait) = state.save_limiter.check(ip) {
-        let message = format!("too many messages from this address; retry in {:.1} s", wait.as_secs_f64());
+        let message = format!(
+            "too many messages from this address; retry in {:.1} s",
+            wait.as_secs_f64()
+        );
         return reply.error(ErrorCode::RateLimited, message, newest);
     }
     match state.room.save(name.into_string(), msg).await {
         Ok(message) => reply.saved(&message),
-        Err(SaveError::Closed) => reply.error(ErrorCode::ShuttingDown, "the server is shutting down".to_owned(), newest),
+        Err(SaveError::Closed) => reply.error(
+            ErrorCode::ShuttingDown,
+            "the server is shutting down".to_owned(),
+            newest,
+        ),
         Err(error @ SaveError::Storage(_)) => {
             tracing::error!(error = %error, "save failed");
-            reply.error(ErrorCode::StorageFailed, "the server could not store the message".to_owned(), newest)
+            reply.error(
+                ErrorCode::StorageFailed,
+                "the server could not store the message".to_owned(),
+                newest,
+            )
         }
     }
 }
@@ -226,7 +288,10 @@ async fn pop(state: &AppState, reply: Reply, ip: IpAddr) -> HttpResponse {
     let room = &state.room;
     let newest = room.newest_time();
     // Not a whole number, or ahead of the newest message: answer at once with the newest time.
-    let Some(cursor) = reply.client_time.filter(|cursor| cursor.as_millis() <= newest) else {
+    let Some(cursor) = reply
+        .client_time
+        .filter(|cursor| cursor.as_millis() <= newest)
+    else {
         return reply.page(newest, &[]);
     };
     // Subscribe before looking, so a message published in between still wakes us.
@@ -236,7 +301,11 @@ async fn pop(state: &AppState, reply: Reply, ip: IpAddr) -> HttpResponse {
         Ok(_) => {}
         Err(error) => {
             tracing::error!(error = %error, "could not read history");
-            return reply.error(ErrorCode::StorageFailed, "the server could not read its history".to_owned(), newest);
+            return reply.error(
+                ErrorCode::StorageFailed,
+                "the server could not read its history".to_owned(),
+                newest,
+            );
         }
     }
     let mut shutdown = room.shutdown_signal();
@@ -250,7 +319,9 @@ async fn pop(state: &AppState, reply: Reply, ip: IpAddr) -> HttpResponse {
                 actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
                 "too many waiting clients; retry later\n",
             );
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             return response;
         }
         Err(HoldRefused::PerAddress) => {
@@ -307,7 +378,11 @@ mod tests {
             (&post, "name=a&method=exit", RequestKind::Exit),
         ];
         for (http_method, query, expected) in cases {
-            assert_eq!(classify(http_method, &Query::parse(query)), expected, "{http_method} ?{query}");
+            assert_eq!(
+                classify(http_method, &Query::parse(query)),
+                expected,
+                "{http_method} ?{query}"
+            );
         }
     }
 }

@@ -55,13 +55,27 @@ impl Application {
     pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
         let data_dir = settings.data_dir.clone();
         let (memory_messages, compact_after) = (settings.memory_messages, settings.compact_after);
-        let loaded = tokio::task::spawn_blocking(move || Store::open(&data_dir, memory_messages, compact_after))
-            .await
-            .context("loading the data folder panicked")?
-            .with_context(|| format!("cannot load the data folder {}", settings.data_dir.display()))?;
+        let loaded = tokio::task::spawn_blocking(move || {
+            Store::open(&data_dir, memory_messages, compact_after)
+        })
+        .await
+        .context("loading the data folder panicked")?
+        .with_context(|| {
+            format!(
+                "cannot load the data folder {}",
+                settings.data_dir.display()
+            )
+        })?;
         let n_loaded = loaded.n_messages;
-        let room = Room::start(loaded, clock, settings.memory_messages, RoomLimits { page_size: settings.page_size })
-            .context("cannot start the writer thread")?;
+        let room = Room::start(
+            loaded,
+            clock,
+            settings.memory_messages,
+            RoomLimits {
+                page_size: settings.page_size,
+            },
+        )
+        .context("cannot start the writer thread")?;
 
         let state = web::Data::new(AppState {
             room: room.clone(),
@@ -70,21 +84,30 @@ impl Application {
             settings: Arc::new(settings.clone()),
         });
 
-        let listener =
-            TcpListener::bind(settings.bind).with_context(|| format!("cannot listen on {}", settings.bind))?;
-        let local_addr = listener.local_addr().context("cannot read the bound address")?;
+        let listener = TcpListener::bind(settings.bind)
+            .with_context(|| format!("cannot listen on {}", settings.bind))?;
+        let local_addr = listener
+            .local_addr()
+            .context("cannot read the bound address")?;
         let app_state = state.clone();
-        let mut server = HttpServer::new(move || App::new().app_data(app_state.clone()).configure(routes::configure))
-            .disable_signals()
-            // A client that closes its side has gone away: drop its held pop at once.
-            .h1_allow_half_closed(false)
-            .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
-            .backlog(4096)
-            .max_connections(settings.max_polls + 1024);
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .configure(routes::configure)
+        })
+        .disable_signals()
+        // A client that closes its side has gone away: drop its held pop at once.
+        .h1_allow_half_closed(false)
+        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+        .backlog(4096)
+        .max_connections(settings.max_polls + 1024);
         if let Some(workers) = settings.workers {
             server = server.workers(workers);
         }
-        let server = server.listen(listener).context("cannot serve on the listener")?.run();
+        let server = server
+            .listen(listener)
+            .context("cannot serve on the listener")?
+            .run();
 
         tracing::info!(
             address = %local_addr,
@@ -93,7 +116,11 @@ impl Application {
             "chat server listening on http://{local_addr}/ with {n_loaded} messages loaded from {}",
             settings.data_dir.display()
         );
-        Ok(Application { server, local_addr, state })
+        Ok(Application {
+            server,
+            local_addr,
+            state,
+        })
     }
 
     /// The address actually bound (useful with port 0).
@@ -103,7 +130,10 @@ impl Application {
 
     /// A handle that stops the server.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
-        ShutdownHandle { room: self.state.room.clone(), server: self.server.handle() }
+        ShutdownHandle {
+            room: self.state.room.clone(),
+            server: self.server.handle(),
+        }
     }
 
     /// Serves until [`ShutdownHandle::shutdown`], then lets the writer finish and compact.

@@ -128,7 +128,10 @@ mod tests {
             "$",
             "_",
         ] {
-            assert!(CallbackName::parse(name).is_ok(), "{name} should be accepted");
+            assert!(
+                CallbackName::parse(name).is_ok(),
+                "{name} should be accepted"
+            );
         }
     }
 
@@ -153,7 +156,10 @@ mod tests {
             ".a",
             "a[0]b",
         ] {
-            assert!(CallbackName::parse(name).is_err(), "{name:?} should be refused");
+            assert!(
+                CallbackName::parse(name).is_err(),
+                "{name:?} should be refused"
+            );
         }
     }
 

@@ -48,9 +48,26 @@ mod tests {
     #[test]
     fn parses_whole_numbers_only() {
         assert_eq!(Cursor::parse("0"), Some(Cursor::START));
-        assert_eq!(Cursor::parse("1420016009255"), Some(Cursor::from_millis(1_420_016_009_255)));
-        for bad in ["", "-1", "+1", "1.5", "1e3", " 1", "abc", "0x10", "1234567890123456"] {
-            assert_eq!(Cursor::parse(bad), None, "{bad:?} is not a whole number of ms");
+        assert_eq!(
+            Cursor::parse("1420016009255"),
+            Some(Cursor::from_millis(1_420_016_009_255))
+        );
+        for bad in [
+            "",
+            "-1",
+            "+1",
+            "1.5",
+            "1e3",
+            " 1",
+            "abc",
+            "0x10",
+            "1234567890123456",
+        ] {
+            assert_eq!(
+                Cursor::parse(bad),
+                None,
+                "{bad:?} is not a whole number of ms"
+            );
         }
     }
 }

@@ -39,7 +39,11 @@ pub struct StoredMessage {
 
 impl From<StoredMessage> for Message {
     fn from(stored: StoredMessage) -> Message {
-        Message { name: stored.name, msg: stored.msg, time: stored.time }
+        Message {
+            name: stored.name,
+            msg: stored.msg,
+            time: stored.time,
+        }
     }
 }
 
@@ -63,9 +67,11 @@ fn millis_number_or_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result
     }
     match Millis::deserialize(deserializer)? {
         Millis::Number(ms) => Ok(ms),
-        Millis::Text(text) => text
-            .parse()
-            .map_err(|_| D::Error::custom(format!("time {text:?} is not a whole number of milliseconds"))),
+        Millis::Text(text) => text.parse().map_err(|_| {
+            D::Error::custom(format!(
+                "time {text:?} is not a whole number of milliseconds"
+            ))
+        }),
     }
 }
 
@@ -82,14 +88,25 @@ mod tests {
         .expect("v1 shape parses");
         assert_eq!(
             Message::from(stored),
-            Message { name: "小小兵".into(), msg: "xaxsxa".into(), time: 1_420_016_009_255 }
+            Message {
+                name: "小小兵".into(),
+                msg: "xaxsxa".into(),
+                time: 1_420_016_009_255
+            }
         );
     }
 
     #[test]
     fn missing_text_fields_read_as_empty_and_time_may_be_a_string() {
         let stored: StoredMessage = serde_json::from_str(r#"{"time":"12"}"#).expect("parses");
-        assert_eq!(stored, StoredMessage { name: String::new(), msg: String::new(), time: 12 });
+        assert_eq!(
+            stored,
+            StoredMessage {
+                name: String::new(),
+                msg: String::new(),
+                time: 12
+            }
+        );
     }
 
     #[test]
@@ -100,7 +117,14 @@ mod tests {
 
     #[test]
     fn serializes_fields_in_the_original_order() {
-        let message = Message { name: "a".into(), msg: "b".into(), time: 3 };
-        assert_eq!(serde_json::to_string(&message).expect("serializes"), r#"{"name":"a","msg":"b","time":3}"#);
+        let message = Message {
+            name: "a".into(),
+            msg: "b".into(),
+            time: 3,
+        };
+        assert_eq!(
+            serde_json::to_string(&message).expect("serializes"),
+            r#"{"name":"a","msg":"b","time":3}"#
+        );
     }
 }

@@ -91,7 +91,10 @@ mod tests {
             ErrorCode::StorageFailed,
             ErrorCode::ShuttingDown,
         ] {
-            assert_eq!(serde_json::to_value(code).expect("serializes"), code.as_str());
+            assert_eq!(
+                serde_json::to_value(code).expect("serializes"),
+                code.as_str()
+            );
         }
     }
 

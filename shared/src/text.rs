@@ -45,14 +45,24 @@ impl TextError {
 fn check_length(field: &'static str, value: &str, limit: usize) -> Result<(), TextError> {
     let length = value.chars().count();
     if length > limit {
-        return Err(TextError::TooLong { field, length, limit });
+        return Err(TextError::TooLong {
+            field,
+            length,
+            limit,
+        });
     }
     Ok(())
 }
 
 fn check_controls(field: &'static str, value: &str, allowed: &[char]) -> Result<(), TextError> {
-    match value.chars().find(|c| c.is_control() && !allowed.contains(c)) {
-        Some(c) => Err(TextError::ControlCharacter { field, code_point: u32::from(c) }),
+    match value
+        .chars()
+        .find(|c| c.is_control() && !allowed.contains(c))
+    {
+        Some(c) => Err(TextError::ControlCharacter {
+            field,
+            code_point: u32::from(c),
+        }),
         None => Ok(()),
     }
 }
@@ -136,9 +146,18 @@ mod tests {
 
     #[test]
     fn nickname_is_trimmed_and_blank_becomes_anonymous() {
-        assert_eq!(Nickname::parse("  小小兵 ", 32).expect("valid").as_str(), "小小兵");
-        assert_eq!(Nickname::parse("", 32).expect("valid").as_str(), ANONYMOUS_NAME);
-        assert_eq!(Nickname::parse(" \t ", 32).expect("valid").as_str(), ANONYMOUS_NAME);
+        assert_eq!(
+            Nickname::parse("  小小兵 ", 32).expect("valid").as_str(),
+            "小小兵"
+        );
+        assert_eq!(
+            Nickname::parse("", 32).expect("valid").as_str(),
+            ANONYMOUS_NAME
+        );
+        assert_eq!(
+            Nickname::parse(" \t ", 32).expect("valid").as_str(),
+            ANONYMOUS_NAME
+        );
     }
 
     #[test]
@@ -153,23 +172,42 @@ mod tests {
     fn control_characters_are_refused_in_names_and_messages() {
         assert_eq!(
             Nickname::parse("a\u{7}b", 32),
-            Err(TextError::ControlCharacter { field: "name", code_point: 7 })
+            Err(TextError::ControlCharacter {
+                field: "name",
+                code_point: 7
+            })
         );
         assert_eq!(
             MessageText::parse("a\u{0}b", 100),
-            Err(TextError::ControlCharacter { field: "msg", code_point: 0 })
+            Err(TextError::ControlCharacter {
+                field: "msg",
+                code_point: 0
+            })
         );
-        assert!(MessageText::parse("a\u{9b}b", 100).is_err(), "C1 controls too");
+        assert!(
+            MessageText::parse("a\u{9b}b", 100).is_err(),
+            "C1 controls too"
+        );
         assert!(MessageText::parse("line one\nline two\tend", 100).is_ok());
-        assert!(MessageText::parse("a\rb", 100).is_err(), "bare carriage return");
+        assert!(
+            MessageText::parse("a\rb", 100).is_err(),
+            "bare carriage return"
+        );
     }
 
     #[test]
     fn push_text_must_not_be_blank_and_respects_the_limit() {
         assert_eq!(MessageText::parse("   ", 10), Err(TextError::Empty));
-        assert_eq!(MessageText::parse("0123456789", 10).expect("at limit").as_str(), "0123456789");
         assert_eq!(
-            MessageText::parse("0123456789a", 10).expect_err("over").code(),
+            MessageText::parse("0123456789", 10)
+                .expect("at limit")
+                .as_str(),
+            "0123456789"
+        );
+        assert_eq!(
+            MessageText::parse("0123456789a", 10)
+                .expect_err("over")
+                .code(),
             ErrorCode::MessageTooLong
         );
     }

@@ -33,11 +33,12 @@ pub const TEMP_PREFIX: &str = ".tmp-";
 /// line and column when it is not a JSON array of messages (an empty file included).
 pub fn read_message_file(path: &Path) -> Result<Vec<Message>, StorageError> {
     let text = fs::read_to_string(path).map_err(|source| StorageError::io(path, source))?;
-    let stored: Vec<StoredMessage> = serde_json::from_str(&text).map_err(|error| StorageError::Corrupt {
-        path: path.to_owned(),
-        position: format!("line {}, column {}", error.line(), error.column()),
-        reason: error.to_string(),
-    })?;
+    let stored: Vec<StoredMessage> =
+        serde_json::from_str(&text).map_err(|error| StorageError::Corrupt {
+            path: path.to_owned(),
+            position: format!("line {}, column {}", error.line(), error.column()),
+            reason: error.to_string(),
+        })?;
     Ok(stored.into_iter().map(Message::from).collect())
 }
 
@@ -47,7 +48,9 @@ pub fn render_message_file(messages: &[Message]) -> Vec<u8> {
     let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
     let mut serializer = serde_json::Serializer::with_formatter(&mut out, formatter);
     // Serializing plain strings and integers into a Vec cannot fail.
-    messages.serialize(&mut serializer).expect("messages serialize");
+    messages
+        .serialize(&mut serializer)
+        .expect("messages serialize");
     out
 }
 
@@ -58,7 +61,10 @@ pub fn render_message_file(messages: &[Message]) -> Vec<u8> {
 /// [`StorageError::Io`] naming the file that failed; the old file is then untouched.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), StorageError> {
     let folder = path.parent().unwrap_or(Path::new("."));
-    let file_name = path.file_name().and_then(|name| name.to_str()).unwrap_or("file");
+    let file_name = path
+        .file_name()
+        .and_then(|name| name.to_str())
+        .unwrap_or("file");
     let temp_path = folder.join(format!("{TEMP_PREFIX}{file_name}"));
     let write = || -> std::io::Result<()> {
         let mut temp = File::create(&temp_path)?;
@@ -90,7 +96,8 @@ pub fn remove_temp_files(folder: &Path) -> Result<(), StorageError> {
         let entry = entry.map_err(|source| StorageError::io(folder, source))?;
         if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
             tracing::warn!(path = %entry.path().display(), "removing a temp file left by an interrupted write");
-            fs::remove_file(entry.path()).map_err(|source| StorageError::io(&entry.path(), source))?;
+            fs::remove_file(entry.path())
+                .map_err(|source| StorageError::io(&entry.path(), source))?;
         }
     }
     Ok(())
@@ -98,8 +105,12 @@ pub fn remove_temp_files(folder: &Path) -> Result<(), StorageError> {
 
 /// Whether `file_name` is a chunk file of the original layout: `<digits>-<digits>.json`.
 pub fn is_chunk_file_name(file_name: &str) -> bool {
-    let Some(stem) = file_name.strip_suffix(".json") else { return false };
-    let Some((save_time, index)) = stem.split_once('-') else { return false };
+    let Some(stem) = file_name.strip_suffix(".json") else {
+        return false;
+    };
+    let Some((save_time, index)) = stem.split_once('-') else {
+        return false;
+    };
     let all_digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
     all_digits(save_time) && all_digits(index)
 }
@@ -129,9 +140,16 @@ mod tests {
 
     #[test]
     fn renders_exactly_like_json_stringify_with_four_spaces() {
-        let messages = [Message { name: "(匿名)".into(), msg: "加入聊天室".into(), time: 1_420_037_323_074 }];
+        let messages = [Message {
+            name: "(匿名)".into(),
+            msg: "加入聊天室".into(),
+            time: 1_420_037_323_074,
+        }];
         let expected = "[\n    {\n        \"name\": \"(匿名)\",\n        \"msg\": \"加入聊天室\",\n        \"time\": 1420037323074\n    }\n]";
-        assert_eq!(String::from_utf8(render_message_file(&messages)).expect("utf-8"), expected);
+        assert_eq!(
+            String::from_utf8(render_message_file(&messages)).expect("utf-8"),
+            expected
+        );
         assert_eq!(render_message_file(&[]), b"[]");
     }
 
@@ -139,7 +157,14 @@ mod tests {
     fn chunk_file_names() {
         assert!(is_chunk_file_name("1420037323074-0.json"));
         assert!(is_chunk_file_name("1-12.json"));
-        for name in ["data.json", "-0.json", "1-.json", "1-0.json.tmp", ".tmp-1-0.json", "a-0.json"] {
+        for name in [
+            "data.json",
+            "-0.json",
+            "1-.json",
+            "1-0.json.tmp",
+            ".tmp-1-0.json",
+            "a-0.json",
+        ] {
             assert!(!is_chunk_file_name(name), "{name}");
         }
     }

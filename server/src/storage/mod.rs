@@ -51,7 +51,10 @@ pub enum StorageError {
 impl StorageError {
     /// An [`StorageError::Io`] for `path`.
     pub fn io(path: &Path, source: std::io::Error) -> StorageError {
-        StorageError::Io { path: path.to_owned(), source }
+        StorageError::Io {
+            path: path.to_owned(),
+            source,
+        }
     }
 }
 
@@ -75,7 +78,10 @@ pub struct ChunkIndex {
 
 impl ChunkIndex {
     fn push(&self, meta: ChunkMeta) {
-        self.chunks.write().unwrap_or_else(|poisoned| poisoned.into_inner()).push(meta);
+        self.chunks
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(meta);
     }
 
     /// Reads, from disk, up to `page_size` messages newer than `after_ms` (more when the page
@@ -84,7 +90,11 @@ impl ChunkIndex {
     ///
     /// # Errors
     /// [`StorageError`] when a chunk cannot be read or parsed.
-    pub fn read_after(&self, after_ms: u64, page_size: usize) -> Result<Vec<Message>, StorageError> {
+    pub fn read_after(
+        &self,
+        after_ms: u64,
+        page_size: usize,
+    ) -> Result<Vec<Message>, StorageError> {
         let candidates: Vec<ChunkMeta> = self
             .chunks
             .read()
@@ -117,7 +127,11 @@ impl ChunkIndex {
 
     /// Time of the newest chunked message (0 when there are no chunks).
     pub fn chunked_through(&self) -> u64 {
-        self.chunks.read().unwrap_or_else(|poisoned| poisoned.into_inner()).last().map_or(0, |meta| meta.last_time)
+        self.chunks
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .last()
+            .map_or(0, |meta| meta.last_time)
     }
 }
 
@@ -152,7 +166,9 @@ pub struct Loaded {
 
 /// How many times `message` occurs in each file, so that a message copied into a second file
 /// by an interrupted compaction counts once while real repeats inside one file are kept.
-fn count_messages<'a>(messages: impl IntoIterator<Item = &'a Message>) -> HashMap<&'a Message, usize> {
+fn count_messages<'a>(
+    messages: impl IntoIterator<Item = &'a Message>,
+) -> HashMap<&'a Message, usize> {
     let mut counts = HashMap::new();
     for message in messages {
         *counts.entry(message).or_insert(0) += 1;
@@ -169,7 +185,11 @@ impl Store {
     /// # Errors
     /// [`StorageError::Corrupt`] naming the first file that cannot be parsed (nothing is then
     /// written), [`StorageError::Io`] for folder or file errors.
-    pub fn open(dir: &Path, keep_in_memory: usize, compact_after: usize) -> Result<Loaded, StorageError> {
+    pub fn open(
+        dir: &Path,
+        keep_in_memory: usize,
+        compact_after: usize,
+    ) -> Result<Loaded, StorageError> {
         fs::create_dir_all(dir).map_err(|source| StorageError::io(dir, source))?;
         let chunk_dir = dir.join(CHUNK_DIR);
         files::remove_temp_files(dir)?;
@@ -184,10 +204,16 @@ impl Store {
                 tracing::debug!(path = %path.display(), "skipping an empty chunk file");
                 continue;
             };
-            let meta = ChunkMeta { path: path.clone(), first_time: first.time, last_time: last.time };
+            let meta = ChunkMeta {
+                path: path.clone(),
+                first_time: first.time,
+                last_time: last.time,
+            };
             chunk_files.push((meta, messages));
         }
-        chunk_files.sort_by(|(a, _), (b, _)| (a.first_time, a.last_time, &a.path).cmp(&(b.first_time, b.last_time, &b.path)));
+        chunk_files.sort_by(|(a, _), (b, _)| {
+            (a.first_time, a.last_time, &a.path).cmp(&(b.first_time, b.last_time, &b.path))
+        });
         for pair in chunk_files.windows(2) {
             if pair[1].0.first_time < pair[0].0.last_time {
                 tracing::warn!(
@@ -200,15 +226,24 @@ impl Store {
 
         // The tail: data.json and the log, minus what a chunk already holds.
         let data_path = dir.join(DATA_FILE);
-        let data_messages = if data_path.exists() { files::read_message_file(&data_path)? } else { Vec::new() };
+        let data_messages = if data_path.exists() {
+            files::read_message_file(&data_path)?
+        } else {
+            Vec::new()
+        };
         let (wal, wal_messages) = Wal::open(dir)?;
         let tail = {
             let data_counts = count_messages(&data_messages);
             let wal_counts = count_messages(&wal_messages);
-            let chunk_counts = count_messages(chunk_files.iter().flat_map(|(_, messages)| messages));
+            let chunk_counts =
+                count_messages(chunk_files.iter().flat_map(|(_, messages)| messages));
             let mut remaining: HashMap<&Message, usize> = HashMap::new();
             for message in data_counts.keys().chain(wal_counts.keys()) {
-                let in_tail = data_counts.get(message).copied().unwrap_or(0).max(wal_counts.get(message).copied().unwrap_or(0));
+                let in_tail = data_counts
+                    .get(message)
+                    .copied()
+                    .unwrap_or(0)
+                    .max(wal_counts.get(message).copied().unwrap_or(0));
                 let in_chunks = chunk_counts.get(message).copied().unwrap_or(0);
                 remaining.insert(message, in_tail.saturating_sub(in_chunks));
             }
@@ -227,13 +262,31 @@ impl Store {
 
         let n_chunked: usize = chunk_files.iter().map(|(_, messages)| messages.len()).sum();
         let n_messages = (n_chunked + tail.len()) as u64;
-        let last_time = tail.last().map(|m| m.time).into_iter().chain(chunk_files.last().map(|(meta, _)| meta.last_time)).max().unwrap_or(0);
+        let last_time = tail
+            .last()
+            .map(|m| m.time)
+            .into_iter()
+            .chain(chunk_files.last().map(|(meta, _)| meta.last_time))
+            .max()
+            .unwrap_or(0);
 
         // The newest messages for memory: the whole tail, topped up from the newest chunks.
-        let all_chunked: Vec<&Message> = chunk_files.iter().flat_map(|(_, messages)| messages).collect();
-        let split = all_chunked.len().saturating_sub(keep_in_memory.saturating_sub(tail.len()));
-        let older_through = if split > 0 { all_chunked[split - 1].time } else { 0 };
-        let mut recent: Vec<Message> = all_chunked[split..].iter().map(|&message| message.clone()).collect();
+        let all_chunked: Vec<&Message> = chunk_files
+            .iter()
+            .flat_map(|(_, messages)| messages)
+            .collect();
+        let split = all_chunked
+            .len()
+            .saturating_sub(keep_in_memory.saturating_sub(tail.len()));
+        let older_through = if split > 0 {
+            all_chunked[split - 1].time
+        } else {
+            0
+        };
+        let mut recent: Vec<Message> = all_chunked[split..]
+            .iter()
+            .map(|&message| message.clone())
+            .collect();
         recent.extend(tail.iter().cloned());
         // Chunk and tail ranges can interleave only in damaged or hand-edited folders.
         recent.sort_by_key(|message| message.time);
@@ -242,8 +295,21 @@ impl Store {
         for (meta, _) in chunk_files {
             chunks.push(meta);
         }
-        let store = Store { dir: dir.to_owned(), wal, tail, chunks: chunks.clone(), last_time, compact_after };
-        Ok(Loaded { store, recent, n_messages, older_through, chunks })
+        let store = Store {
+            dir: dir.to_owned(),
+            wal,
+            tail,
+            chunks: chunks.clone(),
+            last_time,
+            compact_after,
+        };
+        Ok(Loaded {
+            store,
+            recent,
+            n_messages,
+            older_through,
+            chunks,
+        })
     }
 
     /// Time of the newest stored message, ms since the Unix epoch (0 for an empty room).
@@ -288,14 +354,18 @@ impl Store {
     /// # Errors
     /// [`StorageError::Io`]; what was written so far is consistent and the log is kept.
     pub fn compact(&mut self) -> Result<(), StorageError> {
-        if self.wal.n_records() == 0 && self.tail.len() <= MESSAGES_PER_FILE && self.dir.join(DATA_FILE).exists() {
+        if self.wal.n_records() == 0
+            && self.tail.len() <= MESSAGES_PER_FILE
+            && self.dir.join(DATA_FILE).exists()
+        {
             return Ok(());
         }
         let n_to_chunk = self.tail.len().saturating_sub(1) / MESSAGES_PER_FILE * MESSAGES_PER_FILE;
         if n_to_chunk > 0 {
             let chunk_dir = self.dir.join(CHUNK_DIR);
             if !chunk_dir.exists() {
-                fs::create_dir_all(&chunk_dir).map_err(|source| StorageError::io(&chunk_dir, source))?;
+                fs::create_dir_all(&chunk_dir)
+                    .map_err(|source| StorageError::io(&chunk_dir, source))?;
                 files::sync_dir(&self.dir).map_err(|source| StorageError::io(&self.dir, source))?;
             }
             let mut next_index = 0usize;
@@ -310,13 +380,24 @@ impl Store {
                 };
                 files::write_atomic(&path, &files::render_message_file(slice))?;
                 let (first, last) = (&slice[0], &slice[slice.len() - 1]);
-                self.chunks.push(ChunkMeta { path, first_time: first.time, last_time: last.time });
+                self.chunks.push(ChunkMeta {
+                    path,
+                    first_time: first.time,
+                    last_time: last.time,
+                });
             }
             self.tail.drain(..n_to_chunk);
         }
-        files::write_atomic(&self.dir.join(DATA_FILE), &files::render_message_file(&self.tail))?;
+        files::write_atomic(
+            &self.dir.join(DATA_FILE),
+            &files::render_message_file(&self.tail),
+        )?;
         self.wal.clear()?;
-        tracing::debug!(n_chunked = n_to_chunk, n_in_data_json = self.tail.len(), "compacted the write-ahead log");
+        tracing::debug!(
+            n_chunked = n_to_chunk,
+            n_in_data_json = self.tail.len(),
+            "compacted the write-ahead log"
+        );
         Ok(())
     }
 }

@@ -64,7 +64,12 @@ impl Wal {
         let path = folder.join(WAL_FILE);
         let io_error = |source| StorageError::io(&path, source);
         let existed = path.exists();
-        let mut file = OpenOptions::new().read(true).append(true).create(true).open(&path).map_err(io_error)?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(io_error)?;
         if !existed {
             super::files::sync_dir(folder).map_err(io_error)?;
         }
@@ -110,7 +115,15 @@ impl Wal {
             len = torn as u64;
         }
         let n_records = messages.len();
-        Ok((Wal { path, file, len, n_records }, messages))
+        Ok((
+            Wal {
+                path,
+                file,
+                len,
+                n_records,
+            },
+            messages,
+        ))
     }
 
     /// Appends already-encoded records (see [`encode_record`]) and fsyncs them: when this
@@ -120,7 +133,10 @@ impl Wal {
     /// # Errors
     /// [`StorageError::Io`]; nothing of `records` is then durable.
     pub fn append(&mut self, records: &[u8], n_records: usize) -> Result<(), StorageError> {
-        let result = self.file.write_all(records).and_then(|()| self.file.sync_data());
+        let result = self
+            .file
+            .write_all(records)
+            .and_then(|()| self.file.sync_data());
         if let Err(source) = result {
             // Best effort: drop whatever part of the batch reached the file.
             let _ = self.file.set_len(self.len);
@@ -137,7 +153,10 @@ impl Wal {
     /// # Errors
     /// [`StorageError::Io`]; the records then stay (and are deduplicated at the next start).
     pub fn clear(&mut self) -> Result<(), StorageError> {
-        self.file.set_len(0).and_then(|()| self.file.sync_all()).map_err(|source| StorageError::io(&self.path, source))?;
+        self.file
+            .set_len(0)
+            .and_then(|()| self.file.sync_all())
+            .map_err(|source| StorageError::io(&self.path, source))?;
         self.len = 0;
         self.n_records = 0;
         Ok(())
@@ -155,7 +174,11 @@ mod tests {
     use std::fs;
 
     fn message(time: u64) -> Message {
-        Message { name: "a".into(), msg: format!("m{time}"), time }
+        Message {
+            name: "a".into(),
+            msg: format!("m{time}"),
+            time,
+        }
     }
 
     #[test]
@@ -185,7 +208,12 @@ mod tests {
         fs::write(dir.path().join(WAL_FILE), &bytes).expect("writes");
         let (_, loaded) = Wal::open(dir.path()).expect("opens");
         assert_eq!(loaded, [message(1)]);
-        assert_eq!(fs::metadata(dir.path().join(WAL_FILE)).expect("exists").len(), good_len as u64);
+        assert_eq!(
+            fs::metadata(dir.path().join(WAL_FILE))
+                .expect("exists")
+                .len(),
+            good_len as u64
+        );
     }
 
     #[test]
@@ -212,7 +240,9 @@ mod tests {
         encode_record(&mut bytes, &message(3));
         fs::write(dir.path().join(WAL_FILE), &bytes).expect("writes");
         match Wal::open(dir.path()) {
-            Err(StorageError::Corrupt { position, .. }) => assert_eq!(position, format!("byte {damaged_at}")),
+            Err(StorageError::Corrupt { position, .. }) => {
+                assert_eq!(position, format!("byte {damaged_at}"))
+            }
             other => panic!("expected corruption, got {other:?}"),
         }
     }

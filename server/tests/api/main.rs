@@ -1,0 +1,14 @@
+//! End-to-end tests of the chat server over real sockets, each JSONP answer run in a real
+//! JavaScript engine.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod bad_input;
+mod clients;
+mod long_poll;
+mod process;
+mod protocol;
+mod storage;

@@ -1,0 +1,224 @@
+//! The built binary as an operator runs it: `kill -9` in the middle of concurrent pushes,
+//! SIGTERM, a data folder it must refuse.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::support::{call_once, texts};
+
+/// A running `chat-server` process and the address it printed.
+struct ServerProcess {
+    child: Child,
+    base_url: String,
+}
+
+fn start_binary(data_dir: &Path) -> ServerProcess {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
+        .args([
+            "--bind",
+            "127.0.0.1:0",
+            "--push-burst",
+            "1000000",
+            "--push-rate",
+            "1000000",
+            "--poll-timeout",
+            "10",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !sent {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let addr = rest.split('/').next().unwrap().to_owned();
+                    let _ = sender.send(addr);
+                    sent = true;
+                }
+            }
+        }
+    });
+    let addr = receiver
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the server prints its address at startup");
+    ServerProcess {
+        child,
+        base_url: format!("http://{addr}/"),
+    }
+}
+
+async fn all_texts(client: &reqwest::Client, base_url: &str) -> Vec<String> {
+    let health: serde_json::Value = serde_json::from_str(
+        &client
+            .get(format!("{base_url}healthz"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let newest = health["newest_time"].as_u64().unwrap();
+    let mut all = Vec::new();
+    let mut time = 0u64;
+    while time < newest {
+        let body = client
+            .get(format!("{base_url}?method=pop&time={time}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let answer = call_once(&body, "callback");
+        time = answer["time"].as_u64().unwrap();
+        all.extend(texts(answer["msgList"].as_array().unwrap()));
+    }
+    all
+}
+
+#[tokio::test]
+async fn kill_9_during_concurrent_pushes_loses_no_acknowledged_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start_binary(dir.path());
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let pushers: Vec<_> = (0..8)
+        .map(|worker| {
+            let (client, base, stop) = (client.clone(), server.base_url.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut acknowledged = Vec::new();
+                for n in 0.. {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let text = format!("w{worker}-{n}");
+                    let sent = client
+                        .get(format!("{base}?name=w&method=push&msg={text}&time=1"))
+                        .send()
+                        .await;
+                    let Ok(response) = sent else { break };
+                    let Ok(body) = response.text().await else {
+                        break;
+                    };
+                    if body.contains("\"msgList\":[]") && !body.contains("\"error\"") {
+                        acknowledged.push(text);
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
+    stop.store(true, Ordering::SeqCst);
+    let mut acknowledged = Vec::new();
+    for pusher in pushers {
+        acknowledged.extend(pusher.await.unwrap());
+    }
+    assert!(
+        acknowledged.len() > 100,
+        "the pushers got going: {}",
+        acknowledged.len()
+    );
+
+    let mut restarted = start_binary(dir.path());
+    let stored = all_texts(&client, &restarted.base_url).await;
+    let stored_set: HashSet<&String> = stored.iter().collect();
+    assert_eq!(stored_set.len(), stored.len(), "no message stored twice");
+    let missing: Vec<&String> = acknowledged
+        .iter()
+        .filter(|text| !stored_set.contains(text))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged messages lost, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    restarted.child.kill().unwrap();
+    restarted.child.wait().unwrap();
+}
+
+#[tokio::test]
+async fn sigterm_answers_held_pops_flushes_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start_binary(dir.path());
+    let client = reqwest::Client::new();
+    let body = client
+        .get(format!(
+            "{}?name=a&method=push&msg=keep+me&time=1",
+            server.base_url
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let time = call_once(&body, "callback")["time"].as_u64().unwrap();
+    let held = {
+        let url = format!("{}?method=pop&time={time}", server.base_url);
+        let client = client.clone();
+        tokio::spawn(async move { client.get(url).send().await.unwrap().text().await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let answered = tokio::time::timeout(Duration::from_secs(5), held)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        call_once(&answered, "callback")["msgList"],
+        serde_json::json!([])
+    );
+    let exit = tokio::task::spawn_blocking(move || server.child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(exit.code(), Some(0));
+    let data = std::fs::read_to_string(dir.path().join("data.json")).unwrap();
+    assert!(data.contains("keep me"), "{data}");
+}
+
+#[tokio::test]
+async fn the_binary_refuses_a_data_folder_it_cannot_parse() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("data.json"), "[{\"name\": \"a\",").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_chat-server"))
+        .args(["--bind", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("data.json") && stderr.contains("line 1"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("data.json")).unwrap(),
+        "[{\"name\": \"a\","
+    );
+}
