@@ -18,13 +18,15 @@
 mod callback;
 mod cursor;
 mod message;
+mod request;
 mod response;
 mod text;
 
 pub use callback::{CallbackError, CallbackName, DEFAULT_CALLBACK, MAX_CALLBACK_LEN};
 pub use cursor::Cursor;
 pub use message::{Message, StoredMessage};
-pub use response::{ChatResponse, ErrorCode, WireError};
+pub use request::{encode_component, ChatRequest};
+pub use response::{ChatResponse, ErrorCode, WireError, MAX_ONLINE_NAMES};
 pub use text::{MessageText, Nickname, TextError};
 
 /// The port the original server listened on, kept so that old pages need no change.

@@ -8,7 +8,7 @@ use crate::Message;
 /// extra fields are ignored here.
 ///
 /// Shape: `{..echoed parameters.., "time": <ms>, "msgList": [Message...], "error"?: WireError,
-/// "online"?: [names]}`.
+/// "online"?: [names], "onlineCount"?: n}`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ChatResponse {
     /// The cursor to send with the next pop, in milliseconds since the Unix epoch.
@@ -19,7 +19,17 @@ pub struct ChatResponse {
     /// Present when the request was refused; `msgList` is then empty.
     #[serde(default)]
     pub error: Option<WireError>,
+    /// Who is online (an extension; legacy clients ignore it): at most
+    /// [`MAX_ONLINE_NAMES`] names, sorted. Absent in error answers.
+    #[serde(default)]
+    pub online: Option<Vec<String>>,
+    /// How many names are online in all (the list may be cut at [`MAX_ONLINE_NAMES`]).
+    #[serde(rename = "onlineCount", default)]
+    pub online_count: Option<u64>,
 }
+
+/// The most names an answer's `online` list carries.
+pub const MAX_ONLINE_NAMES: usize = 100;
 
 /// An error reported through the JSONP callback: `{"code": "...", "message": "..."}`.
 ///

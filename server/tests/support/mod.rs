@@ -178,28 +178,7 @@ impl TestApp {
 }
 
 /// Percent-encodes a query value as `encodeURIComponent` does, with spaces as `+` (jQuery).
-pub fn encode(value: &str) -> String {
-    let mut out = String::new();
-    for byte in value.bytes() {
-        match byte {
-            b'A'..=b'Z'
-            | b'a'..=b'z'
-            | b'0'..=b'9'
-            | b'-'
-            | b'_'
-            | b'.'
-            | b'!'
-            | b'~'
-            | b'*'
-            | b'\''
-            | b'('
-            | b')' => out.push(byte as char),
-            b' ' => out.push('+'),
-            other => out.push_str(&format!("%{other:02X}")),
-        }
-    }
-    out
-}
+pub use chat_shared::encode_component as encode;
 
 /// Runs `body` in a fresh JavaScript context with `callback` defined; returns the arguments of
 /// every call and the error thrown, if any.

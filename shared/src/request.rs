@@ -1,0 +1,101 @@
+//! Building a chat request the way a legacy page sends it, for clients written in Rust (the
+//! web page, the load generator).
+
+use crate::{Cursor, Method};
+
+/// One chat request: its query parameters, before the JSONP library adds its callback name.
+///
+/// Shapes, by the server's rules (see `docs/protocol.md`):
+/// - join: `name` only (no `time`, no `method`);
+/// - push: `name`, `method=push`, `msg`, `time`;
+/// - pop: `name`, `method=pop`, `time`;
+/// - exit: `name`, `method=exit`, `time`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatRequest {
+    /// The sender's nickname.
+    pub name: String,
+    /// `None` for a join.
+    pub method: Option<Method>,
+    /// The text of a push (or of a join, where the server's default applies when empty).
+    pub msg: Option<String>,
+    /// The client's cursor; required by push, pop and exit (a request without it is a join).
+    pub time: Option<Cursor>,
+}
+
+impl ChatRequest {
+    /// A join announcing `name`.
+    pub fn join(name: &str) -> ChatRequest {
+        ChatRequest { name: name.to_owned(), method: None, msg: None, time: None }
+    }
+
+    /// A push of `msg` by `name`; `time` is the client's cursor (any whole number works, but
+    /// without one the server would take the request for a join).
+    pub fn push(name: &str, msg: &str, time: Cursor) -> ChatRequest {
+        ChatRequest { name: name.to_owned(), method: Some(Method::Push), msg: Some(msg.to_owned()), time: Some(time) }
+    }
+
+    /// A long poll for messages newer than `time`.
+    pub fn pop(name: &str, time: Cursor) -> ChatRequest {
+        ChatRequest { name: name.to_owned(), method: Some(Method::Pop), msg: None, time: Some(time) }
+    }
+
+    /// Leaving the room.
+    pub fn exit(name: &str, time: Cursor) -> ChatRequest {
+        ChatRequest { name: name.to_owned(), method: Some(Method::Exit), msg: None, time: Some(time) }
+    }
+
+    /// The query string without `?` and without a callback, percent-encoded like
+    /// `encodeURIComponent` with spaces as `+` (as jQuery's `$.param` does), parameters in
+    /// the order `name`, `method`, `msg`, `time`.
+    pub fn to_query(&self) -> String {
+        let mut query = format!("name={}", encode_component(&self.name));
+        if let Some(method) = self.method {
+            query.push_str("&method=");
+            query.push_str(method.as_str());
+        }
+        if let Some(msg) = &self.msg {
+            query.push_str("&msg=");
+            query.push_str(&encode_component(msg));
+        }
+        if let Some(time) = self.time {
+            query.push_str(&format!("&time={time}"));
+        }
+        query
+    }
+}
+
+/// Percent-encodes a query component like `encodeURIComponent`, but with spaces as `+`.
+pub fn encode_component(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')' => {
+                out.push(char::from(byte))
+            }
+            b' ' => out.push('+'),
+            other => {
+                const HEX: &[u8; 16] = b"0123456789ABCDEF";
+                out.push('%');
+                out.push(char::from(HEX[usize::from(other >> 4)]));
+                out.push(char::from(HEX[usize::from(other & 15)]));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_each_request_shape_in_jquery_order() {
+        assert_eq!(ChatRequest::join("小 兵").to_query(), "name=%E5%B0%8F+%E5%85%B5");
+        assert_eq!(
+            ChatRequest::push("a", "x&y=z", Cursor::from_millis(5)).to_query(),
+            "name=a&method=push&msg=x%26y%3Dz&time=5"
+        );
+        assert_eq!(ChatRequest::pop("a", Cursor::START).to_query(), "name=a&method=pop&time=0");
+        assert_eq!(ChatRequest::exit("a", Cursor::from_millis(7)).to_query(), "name=a&method=exit&time=7");
+    }
+}
