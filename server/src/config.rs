@@ -12,6 +12,9 @@ use chat_shared::{
 };
 use clap::Parser;
 
+/// Where `trunk build` puts the web page (see `Trunk.toml`).
+pub const DEFAULT_STATIC_DIR: &str = "frontend/dist";
+
 /// The server's settings. Defaults reproduce the original server where it had one.
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -79,6 +82,15 @@ pub struct Settings {
     #[arg(long, env = "CHAT_COMPACT_AFTER", default_value_t = 1000, value_parser = parse_positive)]
     pub compact_after: usize,
 
+    /// Folder of the web page (`trunk build` output) served to browsers; default
+    /// `frontend/dist` when it exists. Chat requests are unaffected.
+    #[arg(long, env = "CHAT_STATIC_DIR", value_name = "DIR")]
+    pub static_dir: Option<PathBuf>,
+
+    /// Seconds a name stays in the online list after it was last seen, beyond the hold time.
+    #[arg(long, env = "CHAT_PRESENCE_GRACE", value_name = "SECONDS", default_value_t = 10.0, value_parser = parse_seconds)]
+    pub presence_grace: f64,
+
     /// HTTP worker threads (default: one per CPU core).
     #[arg(long, env = "CHAT_WORKERS")]
     pub workers: Option<usize>,
@@ -107,7 +119,23 @@ impl Settings {
         let mut settings = Settings::parse_from(["chat-server"]);
         settings.bind = bind;
         settings.data_dir = data_dir;
+        settings.static_dir = None;
         settings
+    }
+
+    /// The folder of the web page to serve: [`Settings::static_dir`], else `frontend/dist`
+    /// when it exists, else none.
+    pub fn effective_static_dir(&self) -> Option<PathBuf> {
+        match &self.static_dir {
+            Some(dir) => Some(dir.clone()),
+            None => Some(PathBuf::from(DEFAULT_STATIC_DIR))
+                .filter(|dir| dir.join("index.html").is_file()),
+        }
+    }
+
+    /// How long a name stays online after it was last seen: hold time plus grace.
+    pub fn presence_linger(&self) -> Duration {
+        self.poll_timeout() + Duration::from_secs_f64(self.presence_grace)
     }
 
     /// [`Settings::poll_timeout`] as a duration.

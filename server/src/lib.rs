@@ -7,6 +7,7 @@
 //! - [`routes`]: the protocol's rules, on every path;
 //! - [`query`] and [`jsonp`]: strict query decoding and safe JSONP bodies;
 //! - [`limits`]: rate and connection limits;
+//! - [`presence`]: who is online;
 //! - [`room`]: the in-memory room and the event-driven wake-up of held pops;
 //! - [`writer`]: the group-commit writer thread;
 //! - [`storage`]: the write-ahead log and the original's JSON layout.
@@ -15,6 +16,7 @@ pub mod clock;
 pub mod config;
 pub mod jsonp;
 pub mod limits;
+pub mod presence;
 pub mod query;
 pub mod room;
 pub mod routes;

@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 use crate::config::Settings;
 use crate::jsonp;
 use crate::limits::{client_ip, HeldPolls, HoldRefused, SaveRateLimiter};
+use crate::presence::{OnlineSnapshot, Presence};
 use crate::query::Query;
 use crate::room::{Room, SaveError};
 
@@ -38,15 +39,57 @@ pub struct AppState {
     pub held_polls: HeldPolls,
     /// Save rate limits.
     pub save_limiter: SaveRateLimiter,
+    /// Who is online.
+    pub presence: Arc<Presence>,
     /// The settings the server runs with.
     pub settings: Arc<Settings>,
 }
 
-/// Registers the routes; used by the server and by tests alike.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
-        .route("/favicon.ico", web::route().to(favicon))
-        .default_service(web::to(chat));
+/// The query parameters of the chat protocol: a request with any of them is a chat request.
+const CHAT_PARAMETERS: [&str; 5] = ["name", "msg", "time", "method", "callback"];
+
+/// Whether a request is for the web page rather than the chat: no query string at all, or a
+/// browser navigation (`Accept: text/html`, which `<script>` requests never send) whose query
+/// has none of the chat parameters (the page's own `?server=URL`).
+pub fn is_page_request(head: &actix_web::dev::RequestHead) -> bool {
+    if !matches!(head.method, HttpMethod::GET | HttpMethod::HEAD) {
+        return false;
+    }
+    let query = head.uri.query().unwrap_or("");
+    if query.is_empty() {
+        return true;
+    }
+    let accepts_html = head
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|accept| accept.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    accepts_html
+        && Query::parse(query)
+            .params()
+            .iter()
+            .all(|param| !CHAT_PARAMETERS.contains(&param.key.as_str()))
+}
+
+/// Registers the routes; used by the server and by tests alike. With `static_dir`, page
+/// requests (see [`is_page_request`]) are served from it (`index.html` for `/`).
+pub fn configure(
+    static_dir: Option<std::path::PathBuf>,
+) -> impl Fn(&mut web::ServiceConfig) + Clone {
+    move |cfg| {
+        cfg.route("/healthz", web::get().to(healthz))
+            .route("/favicon.ico", web::route().to(favicon));
+        if let Some(dir) = &static_dir {
+            cfg.service(
+                actix_files::Files::new("/", dir)
+                    .index_file("index.html")
+                    .guard(actix_web::guard::fn_guard(|ctx| {
+                        is_page_request(ctx.head())
+                    })),
+            );
+        }
+        cfg.default_service(web::to(chat));
+    }
 }
 
 async fn healthz(state: web::Data<AppState>) -> HttpResponse {
@@ -117,7 +160,12 @@ impl Reply {
         }
     }
 
-    fn finish(mut self, time: u64, messages: &[Message]) -> HttpResponse {
+    fn finish(
+        mut self,
+        time: u64,
+        messages: &[Message],
+        online: Option<&OnlineSnapshot>,
+    ) -> HttpResponse {
         // `insert` keeps an echoed key in its place, as assigning to it did in the original.
         self.fields.insert("time".to_owned(), Value::from(time));
         let list = messages
@@ -125,23 +173,29 @@ impl Reply {
             .map(|message| serde_json::to_value(message).unwrap_or(Value::Null))
             .collect();
         self.fields.insert("msgList".to_owned(), Value::Array(list));
+        if let Some(online) = online {
+            let names = online.names.iter().cloned().map(Value::String).collect();
+            self.fields.insert("online".to_owned(), Value::Array(names));
+            self.fields
+                .insert("onlineCount".to_owned(), Value::from(online.count));
+        }
         // A map of strings and numbers always serializes.
         let json = serde_json::to_string(&self.fields).unwrap_or_default();
         jsonp::response(jsonp::render_body(&self.callback, &json))
     }
 
     /// The answer to a save: the saved name, text and time.
-    fn saved(mut self, message: &Message) -> HttpResponse {
+    fn saved(mut self, message: &Message, online: &OnlineSnapshot) -> HttpResponse {
         self.fields
             .insert("name".to_owned(), Value::String(message.name.clone()));
         self.fields
             .insert("msg".to_owned(), Value::String(message.msg.clone()));
-        self.finish(message.time, &[])
+        self.finish(message.time, &[], Some(online))
     }
 
     /// The answer to a pop.
-    fn page(self, time: u64, messages: &[Message]) -> HttpResponse {
-        self.finish(time, messages)
+    fn page(self, time: u64, messages: &[Message], online: &OnlineSnapshot) -> HttpResponse {
+        self.finish(time, messages, Some(online))
     }
 
     /// A refusal through the callback: `error`, no messages, and a `time` the client can poll
@@ -152,7 +206,7 @@ impl Reply {
             "error".to_owned(),
             serde_json::json!({ "code": code.as_str(), "message": message }),
         );
-        self.finish(time, &[])
+        self.finish(time, &[], None)
     }
 }
 
@@ -213,7 +267,7 @@ async fn chat(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     tracing::Span::current().record("kind", tracing::field::debug(kind));
     let reply = Reply::new(callback, &query);
     match kind {
-        RequestKind::Pop => pop(&state, reply, ip).await,
+        RequestKind::Pop => pop(&state, reply, &query, ip).await,
         save_kind => save(&state, reply, &query, save_kind, ip).await,
     }
 }
@@ -267,7 +321,14 @@ async fn save(
         return reply.error(ErrorCode::RateLimited, message, newest);
     }
     match state.room.save(name.into_string(), msg).await {
-        Ok(message) => reply.saved(&message),
+        Ok(message) => {
+            if kind == RequestKind::Exit {
+                state.presence.left(&message.name);
+            } else {
+                state.presence.seen(&message.name);
+            }
+            reply.saved(&message, &state.presence.snapshot())
+        }
         Err(SaveError::Closed) => reply.error(
             ErrorCode::ShuttingDown,
             "the server is shutting down".to_owned(),
@@ -284,20 +345,35 @@ async fn save(
     }
 }
 
-async fn pop(state: &AppState, reply: Reply, ip: IpAddr) -> HttpResponse {
+/// The name a pop counts as online under: a cleanly decoded, valid nickname.
+fn pop_presence_name(query: &Query, max_name_len: usize) -> Option<String> {
+    let param = query.get("name").filter(|param| param.error.is_none())?;
+    Nickname::parse(&param.value, max_name_len)
+        .ok()
+        .map(Nickname::into_string)
+}
+
+async fn pop(state: &AppState, reply: Reply, query: &Query, ip: IpAddr) -> HttpResponse {
     let room = &state.room;
+    let presence = &state.presence;
+    let name = pop_presence_name(query, state.settings.max_name_len);
+    if let Some(name) = &name {
+        presence.seen(name);
+    }
     let newest = room.newest_time();
     // Not a whole number, or ahead of the newest message: answer at once with the newest time.
     let Some(cursor) = reply
         .client_time
         .filter(|cursor| cursor.as_millis() <= newest)
     else {
-        return reply.page(newest, &[]);
+        return reply.page(newest, &[], &presence.snapshot());
     };
     // Subscribe before looking, so a message published in between still wakes us.
     let mut changes = room.subscribe();
     match room.page_after(cursor).await {
-        Ok(page) if !page.is_empty() => return reply.page(page[page.len() - 1].time, &page),
+        Ok(page) if !page.is_empty() => {
+            return reply.page(page[page.len() - 1].time, &page, &presence.snapshot())
+        }
         Ok(_) => {}
         Err(error) => {
             tracing::error!(error = %error, "could not read history");
@@ -310,7 +386,7 @@ async fn pop(state: &AppState, reply: Reply, ip: IpAddr) -> HttpResponse {
     }
     let mut shutdown = room.shutdown_signal();
     if *shutdown.borrow() {
-        return reply.page(cursor.as_millis(), &[]);
+        return reply.page(cursor.as_millis(), &[], &presence.snapshot());
     }
     let _permit = match state.held_polls.try_hold(ip) {
         Ok(permit) => permit,
@@ -330,6 +406,7 @@ async fn pop(state: &AppState, reply: Reply, ip: IpAddr) -> HttpResponse {
             return reply.error(ErrorCode::TooManyPolls, message, newest);
         }
     };
+    let _online_while_held = name.as_deref().and_then(|name| presence.hold(name));
     let deadline = tokio::time::sleep(state.settings.poll_timeout());
     tokio::pin!(deadline);
     loop {
@@ -339,7 +416,9 @@ async fn pop(state: &AppState, reply: Reply, ip: IpAddr) -> HttpResponse {
                     break;
                 }
                 match room.page_after(cursor).await {
-                    Ok(page) if !page.is_empty() => return reply.page(page[page.len() - 1].time, &page),
+                    Ok(page) if !page.is_empty() => {
+                        return reply.page(page[page.len() - 1].time, &page, &presence.snapshot())
+                    }
                     Ok(_) => {}
                     Err(error) => {
                         tracing::error!(error = %error, "could not read history");
@@ -351,7 +430,7 @@ async fn pop(state: &AppState, reply: Reply, ip: IpAddr) -> HttpResponse {
             _ = shutdown.wait_for(|&closing| closing) => break,
         }
     }
-    reply.page(cursor.as_millis(), &[])
+    reply.page(cursor.as_millis(), &[], &presence.snapshot())
 }
 
 #[cfg(test)]

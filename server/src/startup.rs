@@ -12,6 +12,7 @@ use anyhow::Context;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::limits::{HeldPolls, SaveRateLimiter};
+use crate::presence::Presence;
 use crate::room::{Room, RoomLimits};
 use crate::routes::{self, AppState};
 use crate::storage::Store;
@@ -81,6 +82,7 @@ impl Application {
             room: room.clone(),
             held_polls: HeldPolls::new(settings.max_polls_per_ip, settings.max_polls),
             save_limiter: SaveRateLimiter::new(settings.push_burst, settings.push_rate),
+            presence: Arc::new(Presence::new(settings.presence_linger())),
             settings: Arc::new(settings.clone()),
         });
 
@@ -90,10 +92,15 @@ impl Application {
             .local_addr()
             .context("cannot read the bound address")?;
         let app_state = state.clone();
+        let static_dir = settings.effective_static_dir();
+        if let Some(dir) = &static_dir {
+            tracing::info!(static_dir = %dir.display(), "serving the web page");
+        }
+        let routes = routes::configure(static_dir);
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
-                .configure(routes::configure)
+                .configure(routes.clone())
         })
         .disable_signals()
         // A client that closes its side has gone away: drop its held pop at once.

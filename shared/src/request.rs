@@ -25,23 +25,43 @@ pub struct ChatRequest {
 impl ChatRequest {
     /// A join announcing `name`.
     pub fn join(name: &str) -> ChatRequest {
-        ChatRequest { name: name.to_owned(), method: None, msg: None, time: None }
+        ChatRequest {
+            name: name.to_owned(),
+            method: None,
+            msg: None,
+            time: None,
+        }
     }
 
     /// A push of `msg` by `name`; `time` is the client's cursor (any whole number works, but
     /// without one the server would take the request for a join).
     pub fn push(name: &str, msg: &str, time: Cursor) -> ChatRequest {
-        ChatRequest { name: name.to_owned(), method: Some(Method::Push), msg: Some(msg.to_owned()), time: Some(time) }
+        ChatRequest {
+            name: name.to_owned(),
+            method: Some(Method::Push),
+            msg: Some(msg.to_owned()),
+            time: Some(time),
+        }
     }
 
     /// A long poll for messages newer than `time`.
     pub fn pop(name: &str, time: Cursor) -> ChatRequest {
-        ChatRequest { name: name.to_owned(), method: Some(Method::Pop), msg: None, time: Some(time) }
+        ChatRequest {
+            name: name.to_owned(),
+            method: Some(Method::Pop),
+            msg: None,
+            time: Some(time),
+        }
     }
 
     /// Leaving the room.
     pub fn exit(name: &str, time: Cursor) -> ChatRequest {
-        ChatRequest { name: name.to_owned(), method: Some(Method::Exit), msg: None, time: Some(time) }
+        ChatRequest {
+            name: name.to_owned(),
+            method: Some(Method::Exit),
+            msg: None,
+            time: Some(time),
+        }
     }
 
     /// The query string without `?` and without a callback, percent-encoded like
@@ -69,9 +89,18 @@ pub fn encode_component(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for byte in value.bytes() {
         match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')' => {
-                out.push(char::from(byte))
-            }
+            b'A'..=b'Z'
+            | b'a'..=b'z'
+            | b'0'..=b'9'
+            | b'-'
+            | b'_'
+            | b'.'
+            | b'!'
+            | b'~'
+            | b'*'
+            | b'\''
+            | b'('
+            | b')' => out.push(char::from(byte)),
             b' ' => out.push('+'),
             other => {
                 const HEX: &[u8; 16] = b"0123456789ABCDEF";
@@ -90,12 +119,21 @@ mod tests {
 
     #[test]
     fn builds_each_request_shape_in_jquery_order() {
-        assert_eq!(ChatRequest::join("小 兵").to_query(), "name=%E5%B0%8F+%E5%85%B5");
+        assert_eq!(
+            ChatRequest::join("小 兵").to_query(),
+            "name=%E5%B0%8F+%E5%85%B5"
+        );
         assert_eq!(
             ChatRequest::push("a", "x&y=z", Cursor::from_millis(5)).to_query(),
             "name=a&method=push&msg=x%26y%3Dz&time=5"
         );
-        assert_eq!(ChatRequest::pop("a", Cursor::START).to_query(), "name=a&method=pop&time=0");
-        assert_eq!(ChatRequest::exit("a", Cursor::from_millis(7)).to_query(), "name=a&method=exit&time=7");
+        assert_eq!(
+            ChatRequest::pop("a", Cursor::START).to_query(),
+            "name=a&method=pop&time=0"
+        );
+        assert_eq!(
+            ChatRequest::exit("a", Cursor::from_millis(7)).to_query(),
+            "name=a&method=exit&time=7"
+        );
     }
 }

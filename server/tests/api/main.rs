@@ -9,6 +9,7 @@ mod support;
 mod bad_input;
 mod clients;
 mod long_poll;
+mod page;
 mod process;
 mod protocol;
 mod storage;

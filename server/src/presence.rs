@@ -1,0 +1,249 @@
+//! Who is online: a name counts while it saves messages or holds pops, and leaves on exit or
+//! when it has not been seen for the hold time plus a grace period.
+//!
+//! The protocol has no client identity, so presence is keyed by nickname (the original page
+//! sent its name with every poll). Answers carry a snapshot of at most
+//! [`chat_shared::MAX_ONLINE_NAMES`] names; the snapshot is rebuilt when someone arrives or
+//! leaves and at most once a second otherwise, so that a fan-out to thousands of held pops does
+//! not rebuild it thousands of times.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chat_shared::{ANONYMOUS_NAME, MAX_ONLINE_NAMES};
+
+/// How often an unchanged snapshot is rebuilt to notice names that timed out.
+const SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// Who was online when the snapshot was taken.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OnlineSnapshot {
+    /// At most [`MAX_ONLINE_NAMES`] names, sorted.
+    pub names: Vec<String>,
+    /// How many names are online in all.
+    pub count: usize,
+}
+
+#[derive(Debug, Default)]
+struct Seen {
+    /// When the name was last seen (a save, a pop asked or answered).
+    last_seen: Option<Instant>,
+    /// Pops held right now under this name.
+    n_held: usize,
+    /// The name said `exit`; the pops it still holds (the closing page's own) do not keep it
+    /// online. Its next save or pop brings it back.
+    left: bool,
+}
+
+impl Seen {
+    fn is_online(&self, now: Instant, linger: Duration) -> bool {
+        !self.left && (self.n_held > 0 || self.last_seen.is_some_and(|at| now - at < linger))
+    }
+}
+
+#[derive(Debug)]
+struct PresenceState {
+    names: HashMap<String, Seen>,
+    snapshot: Arc<OnlineSnapshot>,
+    built_at: Instant,
+    dirty: bool,
+}
+
+/// The online list. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Presence {
+    state: Mutex<PresenceState>,
+    /// How long after it was last seen a name without a held pop stays online.
+    linger: Duration,
+}
+
+/// Keeps a name online while a pop is held; dropping it (answer or disconnect) counts as
+/// "seen now".
+#[derive(Debug)]
+pub struct HeldPresence {
+    presence: Arc<Presence>,
+    name: String,
+}
+
+impl Drop for HeldPresence {
+    fn drop(&mut self) {
+        let mut state = self.presence.lock();
+        if let Some(seen) = state.names.get_mut(&self.name) {
+            seen.n_held = seen.n_held.saturating_sub(1);
+            if !seen.left {
+                seen.last_seen = Some(Instant::now());
+            }
+        }
+    }
+}
+
+/// Whether a name takes part in presence: the anonymous placeholder does not (many people
+/// share it), nor does an empty name.
+fn counts(name: &str) -> bool {
+    !name.is_empty() && name != ANONYMOUS_NAME
+}
+
+impl Presence {
+    /// A name stays online for `linger` (the hold time plus a grace period) after it was
+    /// last seen.
+    pub fn new(linger: Duration) -> Presence {
+        Presence {
+            state: Mutex::new(PresenceState {
+                names: HashMap::new(),
+                snapshot: Arc::default(),
+                built_at: Instant::now(),
+                dirty: false,
+            }),
+            linger,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PresenceState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// `name` did something (a save or a pop).
+    pub fn seen(&self, name: &str) {
+        if !counts(name) {
+            return;
+        }
+        let mut state = self.lock();
+        let now = Instant::now();
+        let is_new = match state.names.get_mut(name) {
+            Some(seen) => {
+                let was_online = seen.is_online(now, self.linger);
+                seen.last_seen = Some(now);
+                seen.left = false;
+                !was_online
+            }
+            None => {
+                state.names.insert(
+                    name.to_owned(),
+                    Seen {
+                        last_seen: Some(now),
+                        n_held: 0,
+                        left: false,
+                    },
+                );
+                true
+            }
+        };
+        state.dirty |= is_new;
+    }
+
+    /// `name` holds a pop until the returned guard is dropped.
+    pub fn hold(self: &Arc<Self>, name: &str) -> Option<HeldPresence> {
+        if !counts(name) {
+            return None;
+        }
+        self.seen(name);
+        self.lock().names.entry(name.to_owned()).or_default().n_held += 1;
+        Some(HeldPresence {
+            presence: self.clone(),
+            name: name.to_owned(),
+        })
+    }
+
+    /// `name` left the room (`method=exit`). A pop it still holds (another tab) brings it back
+    /// when that pop ends.
+    pub fn left(&self, name: &str) {
+        let mut state = self.lock();
+        if let Some(seen) = state.names.get_mut(name) {
+            seen.last_seen = None;
+            seen.left = true;
+            if seen.n_held == 0 {
+                state.names.remove(name);
+            }
+            state.dirty = true;
+        }
+    }
+
+    /// The current online list (rebuilt when stale).
+    pub fn snapshot(&self) -> Arc<OnlineSnapshot> {
+        let mut state = self.lock();
+        let now = Instant::now();
+        if state.dirty || now - state.built_at >= SNAPSHOT_MAX_AGE {
+            let linger = self.linger;
+            state
+                .names
+                .retain(|_, seen| seen.n_held > 0 || seen.is_online(now, linger));
+            let mut names: Vec<String> = state
+                .names
+                .iter()
+                .filter(|(_, seen)| seen.is_online(now, linger))
+                .map(|(name, _)| name.clone())
+                .collect();
+            names.sort_unstable();
+            let count = names.len();
+            names.truncate(MAX_ONLINE_NAMES);
+            state.snapshot = Arc::new(OnlineSnapshot { names, count });
+            state.built_at = now;
+            state.dirty = false;
+        }
+        state.snapshot.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_come_and_go() {
+        let presence = Arc::new(Presence::new(Duration::from_secs(60)));
+        presence.seen("bob");
+        presence.seen("alice");
+        presence.seen(ANONYMOUS_NAME);
+        assert_eq!(presence.snapshot().names, ["alice", "bob"]);
+        presence.left("bob");
+        assert_eq!(presence.snapshot().names, ["alice"]);
+        assert_eq!(presence.snapshot().count, 1);
+    }
+
+    #[test]
+    fn a_held_pop_keeps_a_name_online_past_the_linger_time() {
+        let presence = Arc::new(Presence::new(Duration::from_millis(1)));
+        let held = presence.hold("carol");
+        std::thread::sleep(Duration::from_millis(5));
+        presence.seen("dave");
+        assert_eq!(presence.snapshot().names, ["carol", "dave"]);
+        drop(held);
+        std::thread::sleep(Duration::from_millis(5));
+        presence.seen("erin");
+        assert_eq!(
+            presence.snapshot().names,
+            ["erin"],
+            "carol and dave timed out"
+        );
+    }
+
+    #[test]
+    fn the_closing_page_s_own_held_pop_does_not_bring_it_back_after_exit() {
+        let presence = Arc::new(Presence::new(Duration::from_secs(60)));
+        let held = presence.hold("frank");
+        presence.left("frank");
+        assert!(presence.snapshot().names.is_empty());
+        drop(held);
+        assert!(presence.snapshot().names.is_empty());
+        presence.seen("frank");
+        assert_eq!(
+            presence.snapshot().names,
+            ["frank"],
+            "a new pop or save brings it back"
+        );
+    }
+
+    #[test]
+    fn the_list_is_capped_but_the_count_is_not() {
+        let presence = Presence::new(Duration::from_secs(60));
+        for n in 0..(MAX_ONLINE_NAMES + 5) {
+            presence.seen(&format!("user{n:03}"));
+        }
+        let snapshot = presence.snapshot();
+        assert_eq!(snapshot.names.len(), MAX_ONLINE_NAMES);
+        assert_eq!(snapshot.count, MAX_ONLINE_NAMES + 5);
+    }
+}

@@ -1,0 +1,108 @@
+//! Serving the web page beside the chat, and the online list it shows.
+
+use std::time::Duration;
+
+use crate::support::{call_once, spawn_app_with};
+
+#[tokio::test]
+async fn the_page_is_served_to_browsers_and_chat_requests_are_unchanged() {
+    let page_dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        page_dir.path().join("index.html"),
+        "<!doctype html><title>chat page</title>",
+    )
+    .unwrap();
+    std::fs::write(page_dir.path().join("app.js"), "console.log(1)").unwrap();
+    let dir = page_dir.path().to_owned();
+    let app = spawn_app_with(move |settings| settings.static_dir = Some(dir)).await;
+
+    let index = app.get("/").await;
+    assert_eq!(index.status, 200);
+    assert!(index.body.contains("chat page"));
+    assert!(index.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let asset = app.get("/app.js").await;
+    assert_eq!((asset.status, asset.body.as_str()), (200, "console.log(1)"));
+
+    // The page's own `?server=URL`, opened in a browser, is the page, not a join.
+    let navigation = app
+        .client
+        .get(format!(
+            "{}?server=http%3A%2F%2F127.0.0.1%3A8973%2F",
+            app.base_url
+        ))
+        .header("Accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+        .send()
+        .await
+        .unwrap();
+    assert!(navigation.text().await.unwrap().contains("chat page"));
+    assert_eq!(app.health().await["messages"], 0);
+
+    // A <script> request (Accept: */*) with chat parameters is chat, on any path.
+    let joined = app.call("/?name=a&callback=cb", "cb").await;
+    assert_eq!(joined["msg"], "加入聊天室");
+    let joined_on_asset_path = app.call("/app.js?name=b&callback=cb", "cb").await;
+    assert_eq!(joined_on_asset_path["msg"], "加入聊天室");
+    // Even a navigation with chat parameters is chat, as it was in the original.
+    let typed = app
+        .client
+        .get(format!("{}?name=c", app.base_url))
+        .header("Accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        call_once(&typed.text().await.unwrap(), "callback")["name"],
+        "c"
+    );
+}
+
+#[tokio::test]
+async fn the_online_list_follows_saves_pops_and_exits() {
+    let app = spawn_app_with(|settings| settings.poll_timeout = 0.5).await;
+    app.call("/?name=alice", "callback").await;
+    let joined = app.call("/?name=bob", "callback").await;
+    assert_eq!(joined["online"], serde_json::json!(["alice", "bob"]));
+    assert_eq!(joined["onlineCount"], 2);
+    let time = joined["time"].as_u64().unwrap();
+
+    // A reader that only polls is online too; the anonymous placeholder is never listed.
+    let popped = app
+        .call(&format!("/?name=carol&method=pop&time={time}"), "callback")
+        .await;
+    assert_eq!(
+        popped["online"],
+        serde_json::json!(["alice", "bob", "carol"])
+    );
+    let anonymous = app
+        .call(&format!("/?method=pop&time={time}"), "callback")
+        .await;
+    assert_eq!(anonymous["onlineCount"], 3);
+
+    let left = app
+        .call(&format!("/?name=bob&method=exit&time={time}"), "callback")
+        .await;
+    assert_eq!(left["online"], serde_json::json!(["alice", "carol"]));
+
+    // Errors carry no list.
+    let refused = app
+        .call("/?name=a&method=push&msg=&time=1", "callback")
+        .await;
+    assert!(refused.get("online").is_none());
+}
+
+#[tokio::test]
+async fn names_not_seen_for_the_hold_time_plus_grace_leave_the_list() {
+    let app = spawn_app_with(|settings| {
+        settings.poll_timeout = 0.2;
+        settings.presence_grace = 0.2;
+    })
+    .await;
+    let joined = app.call("/?name=dora", "callback").await;
+    assert_eq!(joined["online"], serde_json::json!(["dora"]));
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let later = app.call("/?name=eve", "callback").await;
+    assert_eq!(later["online"], serde_json::json!(["eve"]));
+}
