@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Installs what the project needs when it is missing, on a fresh Debian machine with rustup:
+# the wasm target, trunk and wasm-bindgen-cli (for the web page), Node.js (tests run JSONP
+# answers in it), Chromium and its WebDriver (browser tests), and the npm packages of the
+# legacy test pages. Safe to run again: each step is skipped when already done.
+#
+# Usage: scripts/setup.sh [run|test]   (run: only what running the product needs)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+what="${1:-test}"
+TRUNK_VERSION=0.21.14
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" = 0 ]; then
+    log "apt-get update"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    apt_updated=1
+  fi
+  log "apt-get install $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# The wasm-bindgen version trunk must use is the one in Cargo.lock, exactly.
+wasm_bindgen_version() {
+  awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock
+}
+
+ensure_web_tools() {
+  if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+    log "rustup target add wasm32-unknown-unknown"
+    rustup target add wasm32-unknown-unknown
+  fi
+  if ! command -v trunk >/dev/null || ! trunk --version | grep -q "$TRUNK_VERSION"; then
+    # trunk 0.22 needs a newer rustc than this machine's 1.95.
+    log "cargo install trunk $TRUNK_VERSION (about 11 minutes)"
+    cargo install trunk --version "$TRUNK_VERSION" --locked
+  fi
+  local wbg
+  wbg="$(wasm_bindgen_version)"
+  if ! command -v wasm-bindgen >/dev/null || ! wasm-bindgen --version | grep -q " $wbg\$"; then
+    # Not --locked: one dependency of its lock file is no longer in the registry.
+    log "cargo install wasm-bindgen-cli $wbg (about 6 minutes)"
+    cargo install wasm-bindgen-cli --version "$wbg"
+  fi
+}
+
+ensure_node() {
+  if ! command -v node >/dev/null; then
+    apt_install nodejs npm
+  fi
+}
+
+ensure_browser() {
+  if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    apt_install chromium chromium-driver
+  fi
+}
+
+ensure_legacy_pages() {
+  # jQuery 1.x and 3.x for the legacy test page, from the npm registry (never committed).
+  if [ ! -f e2e/legacy/node_modules/jquery1/dist/jquery.min.js ] || [ ! -f e2e/legacy/node_modules/jquery3/dist/jquery.min.js ]; then
+    log "npm install (jQuery 1.x and 3.x for the legacy page)"
+    (cd e2e/legacy && npm install --no-audit --no-fund --silent)
+  fi
+}
+
+export PATH="$HOME/.cargo/bin:$PATH"
+ensure_web_tools
+if [ "$what" = test ]; then
+  ensure_node
+  if [ -d e2e/legacy ]; then
+    ensure_browser
+    ensure_legacy_pages
+  fi
+fi
