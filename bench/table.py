@@ -1,0 +1,79 @@
+"""Turns one bench/run.sh results folder into the Markdown table of BENCHMARKS.md.
+
+Usage: python3 bench/table.py bench/results/<stamp>
+Each row: the figure, ours, theirs (nginx + nchan, or the bare HTTP stack), their ratio, and
+whether every message arrived exactly once in order in both runs.
+"""
+import json
+import pathlib
+import sys
+
+
+def load(folder, name):
+    path = folder / f"{name}.json"
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())
+
+
+def metric(report, name):
+    if report is None:
+        return None
+    for item in report["metrics"]:
+        if item["name"] == name:
+            return item["value"]
+    return None
+
+
+def fmt(value, unit):
+    if value is None:
+        return "n/a"
+    if unit == "bytes":
+        return f"{value / 1024:.1f} KiB"
+    if unit == "ms":
+        return f"{value:.1f} ms"
+    if unit == "s":
+        return f"{value:.2f} s"
+    return f"{value:,.0f} {unit}"
+
+
+def verdict(*reports):
+    present = [r for r in reports if r is not None]
+    if not present:
+        return "n/a"
+    return "yes" if all(not r["violations"] for r in present) else "NO"
+
+
+def main():
+    folder = pathlib.Path(sys.argv[1])
+    rows = [
+        # (figure, ours file, ours metric, theirs label, theirs file, theirs metric, unit, lower is better)
+        ("memory per held poll", "ours-idle", "server_rss_per_held_poll", "nchan", "nchan-idle", "server_rss_per_held_poll", "bytes", True),
+        ("fan-out latency p50 (from publish ack)", "ours-fanout", "fanout_latency_p50", "nchan", "nchan-fanout", "fanout_latency_p50", "ms", True),
+        ("fan-out latency p99 (from publish ack)", "ours-fanout", "fanout_latency_p99", "nchan", "nchan-fanout", "fanout_latency_p99", "ms", True),
+        ("fan-out latency max (from publish ack)", "ours-fanout", "fanout_latency_max", "nchan", "nchan-fanout", "fanout_latency_max", "ms", True),
+        ("fan-out p50 (from publish send)", "ours-fanout", "send_to_arrival_p50", "nchan", "nchan-fanout", "send_to_arrival_p50", "ms", True),
+        ("fan-out p99 (from publish send)", "ours-fanout", "send_to_arrival_p99", "nchan", "nchan-fanout", "send_to_arrival_p99", "ms", True),
+        ("publish acknowledgement p50", "ours-fanout", "publish_ack_latency_p50", "nchan", "nchan-fanout", "publish_ack_latency_p50", "ms", True),
+        ("pushes/s, 64 pushers (ours: fsync'd)", "ours-push", "push_throughput", "HTTP stack alone", "httpref-push", "push_throughput", "msg/s", False),
+        ("push latency p99", "ours-push", "push_latency_p99", "HTTP stack alone", "httpref-push", "push_latency_p99", "ms", True),
+        ("catch-up through the history", "ours-catchup", "catchup_time", None, None, None, "s", True),
+        ("catch-up throughput", "ours-catchup", "catchup_throughput", None, None, None, "msg/s", False),
+    ]
+    print("| figure | ours | theirs | ours / theirs | all delivered once, in order |")
+    print("|---|---|---|---|---|")
+    for figure, ours_file, ours_metric, label, theirs_file, theirs_metric, unit, _ in rows:
+        ours_report = load(folder, ours_file)
+        ours = metric(ours_report, ours_metric)
+        theirs_report = load(folder, theirs_file) if theirs_file else None
+        theirs = metric(theirs_report, theirs_metric) if theirs_file else None
+        ratio = f"{ours / theirs:.2f}" if ours is not None and theirs else "n/a"
+        theirs_text = f"{fmt(theirs, unit)} ({label})" if label else "n/a"
+        print(f"| {figure} | {fmt(ours, unit)} | {theirs_text} | {ratio} | {verdict(ours_report, theirs_report)} |")
+    params = load(folder, "ours-fanout")
+    if params:
+        print()
+        print(f"Fan-out: {json.dumps(params['params'])}; idle, push and catch-up parameters are in the JSON files.")
+
+
+main()

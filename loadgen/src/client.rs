@@ -1,0 +1,194 @@
+//! Talking to a server: the chat's JSONP protocol, or nchan's publisher and long-poll
+//! subscriber locations.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use chat_shared::{encode_component, ChatResponse};
+use reqwest::header::{HeaderMap, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
+
+/// The callback name the load generator asks for.
+const CALLBACK: &str = "loadgen";
+
+/// A cursor larger than any real time: a pop with it is answered at once with the newest time
+/// (the protocol's "beyond the newest message" rule), which is how a poller starts.
+pub const BEYOND_NEWEST: u64 = 999_999_999_999_999;
+
+/// Builds the shared HTTP client: one connection per concurrent request, generous timeouts.
+///
+/// # Errors
+/// The client could not be built.
+pub fn http_client(request_timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(request_timeout)
+        .pool_max_idle_per_host(usize::MAX)
+        .tcp_nodelay(true)
+        .build()
+        .context("building the HTTP client")
+}
+
+/// Reads `/**/callback({...});` into the answer object.
+///
+/// # Errors
+/// The body is not a JSONP call of an answer object.
+pub fn parse_jsonp(body: &str) -> anyhow::Result<ChatResponse> {
+    let (Some(open), Some(close)) = (body.find('('), body.rfind(')')) else {
+        bail!("not a JSONP answer: {body:.200}");
+    };
+    serde_json::from_str(&body[open + 1..close]).with_context(|| format!("not an answer object: {body:.200}"))
+}
+
+/// A client of the chat protocol at `base_url` (e.g. `http://127.0.0.1:8973/`).
+#[derive(Debug, Clone)]
+pub struct JsonpClient {
+    http: reqwest::Client,
+    base_url: String,
+}
+
+impl JsonpClient {
+    /// A client for `base_url` sharing `http`'s connection pool.
+    pub fn new(http: reqwest::Client, base_url: &str) -> JsonpClient {
+        let base_url = if base_url.ends_with('/') { base_url.to_owned() } else { format!("{base_url}/") };
+        JsonpClient { http, base_url }
+    }
+
+    async fn get(&self, query: &str) -> anyhow::Result<ChatResponse> {
+        let url = format!("{}?{query}&callback={CALLBACK}", self.base_url);
+        let response = self.http.get(&url).send().await.with_context(|| format!("GET {url:.120}"))?;
+        let status = response.status();
+        let body = response.text().await.context("reading the answer")?;
+        if !status.is_success() {
+            bail!("HTTP {status}: {body:.200}");
+        }
+        parse_jsonp(&body)
+    }
+
+    /// Saves `msg` under `name`; returns the saved message's time.
+    ///
+    /// # Errors
+    /// A transport error, a non-200 answer, or an `error` in the answer.
+    pub async fn push(&self, name: &str, msg: &str) -> anyhow::Result<u64> {
+        let query = format!("name={}&method=push&msg={}&time=1", encode_component(name), encode_component(msg));
+        let answer = self.get(&query).await?;
+        if let Some(error) = answer.error {
+            bail!("push refused: {} ({})", error.message, error.code.as_str());
+        }
+        Ok(answer.time)
+    }
+
+    /// One pop from `time`: held by the server until something newer exists or its hold time
+    /// passes.
+    ///
+    /// # Errors
+    /// A transport error, a non-200 answer, or an `error` in the answer.
+    pub async fn pop(&self, name: &str, time: u64) -> anyhow::Result<ChatResponse> {
+        let answer = self.get(&format!("name={}&method=pop&time={time}", encode_component(name))).await?;
+        if let Some(error) = &answer.error {
+            bail!("pop refused: {} ({})", error.message, error.code.as_str());
+        }
+        Ok(answer)
+    }
+
+    /// The newest message's time, from a pop "beyond the newest".
+    ///
+    /// # Errors
+    /// As [`JsonpClient::pop`].
+    pub async fn newest_time(&self) -> anyhow::Result<u64> {
+        Ok(self.pop("", BEYOND_NEWEST).await?.time)
+    }
+}
+
+/// A client of nginx + nchan: publish by POST to `<base>/pub?id=<channel>`, long-poll
+/// subscribe at `<base>/sub?id=<channel>` with `If-Modified-Since`/`If-None-Match` taken from
+/// the previous answer.
+#[derive(Debug, Clone)]
+pub struct NchanClient {
+    http: reqwest::Client,
+    base_url: String,
+    channel: String,
+}
+
+/// Where an nchan subscriber is in the channel: the previous answer's `Last-Modified` and `Etag`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NchanCursor {
+    last_modified: Option<String>,
+    etag: Option<String>,
+}
+
+/// What one nchan long poll brought.
+#[derive(Debug)]
+pub enum NchanPoll {
+    /// A message body, and the cursor after it.
+    Message(String, NchanCursor),
+    /// The poll timed out without a message (nchan answers 304 or 408); poll again.
+    Nothing,
+}
+
+fn header_text(headers: &HeaderMap, name: reqwest::header::HeaderName) -> Option<String> {
+    headers.get(name).and_then(|value| value.to_str().ok()).map(str::to_owned)
+}
+
+impl NchanClient {
+    /// A client for `base_url` (e.g. `http://127.0.0.1:8980`) and `channel`.
+    pub fn new(http: reqwest::Client, base_url: &str, channel: &str) -> NchanClient {
+        NchanClient { http, base_url: base_url.trim_end_matches('/').to_owned(), channel: channel.to_owned() }
+    }
+
+    /// Publishes `body`; returns when nchan acknowledged it.
+    ///
+    /// # Errors
+    /// A transport error or a non-2xx answer.
+    pub async fn publish(&self, body: &str) -> anyhow::Result<()> {
+        let url = format!("{}/pub?id={}", self.base_url, self.channel);
+        let response = self.http.post(&url).body(body.to_owned()).send().await.with_context(|| format!("POST {url}"))?;
+        let status = response.status();
+        if !status.is_success() {
+            bail!("publish: HTTP {status}");
+        }
+        Ok(())
+    }
+
+    /// One long poll from `cursor` (`None`: wait for the next message published).
+    ///
+    /// # Errors
+    /// A transport error or an unexpected status.
+    pub async fn poll(&self, cursor: Option<&NchanCursor>) -> anyhow::Result<NchanPoll> {
+        let url = format!("{}/sub?id={}", self.base_url, self.channel);
+        let mut request = self.http.get(&url);
+        if let Some(cursor) = cursor {
+            if let Some(last_modified) = &cursor.last_modified {
+                request = request.header(IF_MODIFIED_SINCE, last_modified);
+            }
+            if let Some(etag) = &cursor.etag {
+                request = request.header(IF_NONE_MATCH, etag);
+            }
+        }
+        let response = request.send().await.with_context(|| format!("GET {url}"))?;
+        let status = response.status().as_u16();
+        match status {
+            200 => {
+                let next = NchanCursor {
+                    last_modified: header_text(response.headers(), LAST_MODIFIED),
+                    etag: header_text(response.headers(), ETAG),
+                };
+                Ok(NchanPoll::Message(response.text().await.context("reading the message")?, next))
+            }
+            304 | 408 => Ok(NchanPoll::Nothing),
+            other => bail!("subscribe: HTTP {other}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_jsonp_answer() {
+        let answer = parse_jsonp(r#"/**/loadgen({"name":"a","time":5,"msgList":[{"name":"a","msg":"x(y)","time":5}]});"#)
+            .expect("parses");
+        assert_eq!(answer.time, 5);
+        assert_eq!(answer.msg_list[0].msg, "x(y)");
+        assert!(parse_jsonp("invalid callback name\n").is_err());
+    }
+}

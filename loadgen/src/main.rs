@@ -1,0 +1,150 @@
+//! `loadgen`: load scenarios against a JSONP chat server or nginx + nchan. Prints a progress
+//! line while it runs and a results table (or `--json`) at the end; exits 1 when any message
+//! was lost, duplicated or out of order, 2 on bad usage.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use loadgen::client::{http_client, JsonpClient, NchanClient};
+use loadgen::scenarios::{catchup, fanout, idle, push, Target};
+
+/// Load generator for the JSONP long-polling chat protocol.
+#[derive(Debug, Parser)]
+#[command(name = "loadgen", version)]
+struct Cli {
+    /// Base URL of the server, e.g. `http://127.0.0.1:8973/` (nchan: the nginx base URL).
+    #[arg(long, global = true, default_value = "http://127.0.0.1:8973/")]
+    url: String,
+    /// Which protocol the server speaks.
+    #[arg(long, global = true, value_enum, default_value_t = Protocol::Jsonp)]
+    protocol: Protocol,
+    /// nchan channel id.
+    #[arg(long, global = true, default_value = "loadgen")]
+    channel: String,
+    /// Print the report as JSON on standard output (no progress line).
+    #[arg(long, global = true)]
+    json: bool,
+    /// Per-request timeout in seconds (must exceed the server's hold time).
+    #[arg(long, global = true, default_value_t = 60.0)]
+    request_timeout: f64,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Protocol {
+    /// The chat's JSONP protocol (docs/protocol.md).
+    Jsonp,
+    /// nginx + nchan: POST to /pub?id=, long-poll GET /sub?id=.
+    Nchan,
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// N held pops and a publisher at R messages/s for D seconds: delivery latency.
+    Fanout {
+        /// Held pops.
+        #[arg(long, default_value_t = 1000)]
+        pollers: usize,
+        /// Messages per second.
+        #[arg(long, default_value_t = 1.0)]
+        rate: f64,
+        /// Seconds of publishing.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Seconds to wait for stragglers after the last message.
+        #[arg(long, default_value_t = 30.0)]
+        grace: f64,
+    },
+    /// C concurrent pushers for D seconds: acknowledged pushes per second.
+    Push {
+        /// Concurrent pushers.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Seconds of pushing.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Do not read the history back (for a server that stores nothing).
+        #[arg(long)]
+        no_verify: bool,
+    },
+    /// H messages of history, then the time to page through them.
+    Catchup {
+        /// Messages of history.
+        #[arg(long, default_value_t = 100_000)]
+        history: u64,
+        /// Concurrent pushers for seeding.
+        #[arg(long, default_value_t = 64)]
+        seeders: usize,
+    },
+    /// N held pops for D seconds; with --server-pid, server memory per held pop.
+    Idle {
+        /// Held pops.
+        #[arg(long, default_value_t = 1000)]
+        pollers: usize,
+        /// Seconds to hold them.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// The server's process id (repeat for several processes, e.g. nginx workers).
+        #[arg(long = "server-pid")]
+        server_pids: Vec<u32>,
+    },
+}
+
+fn seconds(value: f64) -> Duration {
+    Duration::from_secs_f64(value.max(0.0))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let wanted = match &cli.scenario {
+        Scenario::Fanout { pollers, .. } | Scenario::Idle { pollers, .. } => *pollers as u64 + 1024,
+        Scenario::Push { concurrency, .. } => *concurrency as u64 + 1024,
+        Scenario::Catchup { seeders, .. } => *seeders as u64 + 1024,
+    };
+    let limit = loadgen::raise_open_file_limit(wanted);
+    if limit < wanted {
+        eprintln!("loadgen: warning: open-file limit {limit} is below the {wanted} this run needs");
+    }
+    let http = match http_client(seconds(cli.request_timeout)) {
+        Ok(http) => http,
+        Err(error) => {
+            eprintln!("loadgen: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let target = match cli.protocol {
+        Protocol::Jsonp => Target::Jsonp { client: JsonpClient::new(http.clone(), &cli.url), base_url: cli.url.clone(), http },
+        Protocol::Nchan => {
+            Target::Nchan { client: NchanClient::new(http.clone(), &cli.url, &cli.channel), base_url: cli.url.clone(), http }
+        }
+    };
+    let quiet = cli.json;
+    let report = match cli.scenario {
+        Scenario::Fanout { pollers, rate, duration, grace } => {
+            fanout::run(target, fanout::FanoutParams { pollers, rate, duration: seconds(duration), grace: seconds(grace) }, quiet).await
+        }
+        Scenario::Push { concurrency, duration, no_verify } => {
+            push::run(target, push::PushParams { concurrency, duration: seconds(duration), verify: !no_verify }, quiet).await
+        }
+        Scenario::Catchup { history, seeders } => catchup::run(target, catchup::CatchupParams { history, seeders }, quiet).await,
+        Scenario::Idle { pollers, duration, server_pids } => {
+            idle::run(target, idle::IdleParams { pollers, duration: seconds(duration), server_pids }, quiet).await
+        }
+    };
+    if cli.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(json) => println!("{json}"),
+            Err(error) => eprintln!("loadgen: {error}"),
+        }
+    } else {
+        print!("{}", report.table());
+    }
+    if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

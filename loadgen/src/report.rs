@@ -1,0 +1,96 @@
+//! What a run found: named figures, and the violations that make the run fail.
+
+use serde::Serialize;
+
+/// One figure of a run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Metric {
+    /// What it measures, e.g. `latency_p99`.
+    pub name: String,
+    /// The value, in `unit`.
+    pub value: f64,
+    /// `ms`, `msg/s`, `bytes`, `count`, `s`...
+    pub unit: String,
+}
+
+/// The result of one scenario run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// `fanout`, `push`, `catchup` or `idle`.
+    pub scenario: String,
+    /// `jsonp` or `nchan`.
+    pub protocol: String,
+    /// The server's base URL.
+    pub url: String,
+    /// The scenario's parameters.
+    pub params: serde_json::Value,
+    /// The figures measured.
+    pub metrics: Vec<Metric>,
+    /// Lost, duplicated or out-of-order messages, refused requests: each makes the run fail.
+    pub violations: Vec<String>,
+    /// Requests that failed and were retried (timeouts, refused connections).
+    pub transport_errors: u64,
+}
+
+/// Most violations kept in a report (the count of the rest is added).
+const MAX_VIOLATIONS: usize = 20;
+
+impl Report {
+    /// An empty report for `scenario`.
+    pub fn new(scenario: &str, protocol: &str, url: &str, params: serde_json::Value) -> Report {
+        Report {
+            scenario: scenario.to_owned(),
+            protocol: protocol.to_owned(),
+            url: url.to_owned(),
+            params,
+            metrics: Vec::new(),
+            violations: Vec::new(),
+            transport_errors: 0,
+        }
+    }
+
+    /// Adds a figure.
+    pub fn metric(&mut self, name: &str, value: f64, unit: &str) {
+        self.metrics.push(Metric { name: name.to_owned(), value, unit: unit.to_owned() });
+    }
+
+    /// Adds violations, keeping at most [`MAX_VIOLATIONS`] and counting the rest.
+    pub fn violations(&mut self, found: impl IntoIterator<Item = String>) {
+        let mut n_dropped = 0usize;
+        for violation in found {
+            if self.violations.len() < MAX_VIOLATIONS {
+                self.violations.push(violation);
+            } else {
+                n_dropped += 1;
+            }
+        }
+        if n_dropped > 0 {
+            self.violations.push(format!("... and {n_dropped} more"));
+        }
+    }
+
+    /// Whether the run saw no violation.
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    /// The human-readable table.
+    pub fn table(&self) -> String {
+        let mut out = format!("{} ({}) against {}\n", self.scenario, self.protocol, self.url);
+        out.push_str(&format!("  parameters: {}\n", self.params));
+        let width = self.metrics.iter().map(|metric| metric.name.len()).max().unwrap_or(0);
+        for metric in &self.metrics {
+            out.push_str(&format!("  {:width$}  {:>14.3} {}\n", metric.name, metric.value, metric.unit));
+        }
+        out.push_str(&format!("  transport errors (retried): {}\n", self.transport_errors));
+        if self.passed() {
+            out.push_str("  result: PASS (no message lost, duplicated or out of order)\n");
+        } else {
+            out.push_str("  result: FAIL\n");
+            for violation in &self.violations {
+                out.push_str(&format!("    - {violation}\n"));
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,109 @@
+//! `idle`: N held pops for D seconds; with the server's process ids, its resident memory
+//! (`VmRSS` of `/proc/<pid>/status`) before and while they are held, as bytes per held pop.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{progress_bar, Target};
+use crate::client::BEYOND_NEWEST;
+use crate::report::Report;
+
+/// Parameters of an idle run.
+#[derive(Debug, Clone)]
+pub struct IdleParams {
+    /// Held pops.
+    pub pollers: usize,
+    /// How long to hold them.
+    pub duration: Duration,
+    /// The server's processes whose memory is summed (nginx: its workers).
+    pub server_pids: Vec<u32>,
+}
+
+/// Resident memory of a process in bytes, from `/proc/<pid>/status`.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+fn total_rss(pids: &[u32]) -> Option<u64> {
+    pids.iter().map(|&pid| rss_bytes(pid)).sum()
+}
+
+/// Runs the scenario.
+pub async fn run(target: Target, params: IdleParams, quiet: bool) -> Report {
+    let progress = progress_bar(quiet);
+    let mut report = Report::new(
+        "idle",
+        target.protocol(),
+        target.url(),
+        serde_json::json!({"pollers": params.pollers, "duration_s": params.duration.as_secs_f64(), "server_pids": params.server_pids}),
+    );
+    let rss_before = total_rss(&params.server_pids);
+    let deadline = Instant::now() + params.duration;
+    let pollers: Vec<_> = (0..params.pollers)
+        .map(|index| {
+            let target = target.clone();
+            tokio::spawn(async move {
+                let mut errors = 0u64;
+                match target {
+                    Target::Jsonp { client, .. } => {
+                        let name = format!("i{index}");
+                        let mut cursor = BEYOND_NEWEST;
+                        while Instant::now() < deadline {
+                            match tokio::time::timeout_at(deadline, client.pop(&name, cursor)).await {
+                                Ok(Ok(answer)) => cursor = answer.time,
+                                Ok(Err(_)) => {
+                                    errors += 1;
+                                    tokio::time::sleep(Duration::from_millis(100)).await;
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    Target::Nchan { client, .. } => {
+                        let mut cursor = None;
+                        while Instant::now() < deadline {
+                            match tokio::time::timeout_at(deadline, client.poll(cursor.as_ref())).await {
+                                Ok(Ok(crate::client::NchanPoll::Message(_, next))) => cursor = Some(next),
+                                Ok(Ok(crate::client::NchanPoll::Nothing)) => {}
+                                Ok(Err(_)) => {
+                                    errors += 1;
+                                    tokio::time::sleep(Duration::from_millis(100)).await;
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                }
+                errors
+            })
+        })
+        .collect();
+    let all_held = target.wait_for_held(params.pollers as u64, params.duration, &progress).await;
+    if !all_held {
+        report.violations([format!("the server never held all {} polls", params.pollers)]);
+    }
+    // Let allocations settle, then measure while everything is held.
+    tokio::time::sleep(Duration::from_secs(1).min(params.duration / 4)).await;
+    let held = target.n_held().await;
+    let rss_held = total_rss(&params.server_pids);
+    progress.set_message(format!("holding {} polls", params.pollers));
+    for poller in pollers {
+        report.transport_errors += poller.await.unwrap_or(0);
+    }
+    progress.finish_and_clear();
+    report.metric("pollers", params.pollers as f64, "count");
+    if let Some(held) = held {
+        report.metric("held_reported_by_server", held as f64, "count");
+    }
+    if let (Some(before), Some(during)) = (rss_before, rss_held) {
+        report.metric("server_rss_before", before as f64, "bytes");
+        report.metric("server_rss_held", during as f64, "bytes");
+        let per_poll = during.saturating_sub(before) as f64 / params.pollers.max(1) as f64;
+        report.metric("server_rss_per_held_poll", per_poll, "bytes");
+    }
+    report
+}

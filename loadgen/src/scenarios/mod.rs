@@ -1,0 +1,146 @@
+//! The load scenarios. Each returns a [`Report`](crate::report::Report); a run fails when a
+//! message is lost, duplicated or delivered out of order.
+
+pub mod catchup;
+pub mod fanout;
+pub mod idle;
+pub mod push;
+
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::client::{JsonpClient, NchanClient};
+
+/// The server under test.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A server of the chat's JSONP protocol (ours, or another speaking it).
+    Jsonp {
+        /// The client.
+        client: JsonpClient,
+        /// The base URL, for `/healthz`.
+        base_url: String,
+        /// The HTTP client, for `/healthz`.
+        http: reqwest::Client,
+    },
+    /// nginx with the nchan module.
+    Nchan {
+        /// The client.
+        client: NchanClient,
+        /// The base URL, for the `nchan_stub_status` location at `/nchan_status`.
+        base_url: String,
+        /// The HTTP client, for the status location.
+        http: reqwest::Client,
+    },
+}
+
+impl Target {
+    /// `jsonp` or `nchan`.
+    pub fn protocol(&self) -> &'static str {
+        match self {
+            Target::Jsonp { .. } => "jsonp",
+            Target::Nchan { .. } => "nchan",
+        }
+    }
+
+    /// The base URL.
+    pub fn url(&self) -> &str {
+        match self {
+            Target::Jsonp { base_url, .. } | Target::Nchan { base_url, .. } => base_url,
+        }
+    }
+
+    /// How many long polls the server says it holds: `held_polls` of our `/healthz`, or
+    /// `subscribers` of nchan's status page. `None` when the server does not say.
+    pub async fn n_held(&self) -> Option<u64> {
+        match self {
+            Target::Jsonp { base_url, http, .. } => {
+                let url = format!("{}/healthz", base_url.trim_end_matches('/'));
+                let text = http.get(url).send().await.ok()?.text().await.ok()?;
+                serde_json::from_str::<serde_json::Value>(&text).ok()?["held_polls"].as_u64()
+            }
+            Target::Nchan { base_url, http, .. } => {
+                let url = format!("{}/nchan_status", base_url.trim_end_matches('/'));
+                let text = http.get(url).send().await.ok()?.text().await.ok()?;
+                text.lines().find_map(|line| line.strip_prefix("subscribers:")).and_then(|n| n.trim().parse().ok())
+            }
+        }
+    }
+
+    /// Waits (up to `timeout`) until the server holds at least `n` polls; when the server
+    /// cannot say, waits a fixed two seconds.
+    pub async fn wait_for_held(&self, n: u64, timeout: Duration, progress: &ProgressBar) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match self.n_held().await {
+                Some(held) if held >= n => return true,
+                Some(held) => progress.set_message(format!("waiting for held polls: {held}/{n}")),
+                None => {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    return true;
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A spinner with a message on standard error (hidden when `quiet`).
+pub fn progress_bar(quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let progress = ProgressBar::new_spinner();
+    if let Ok(style) = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}") {
+        progress.set_style(style);
+    }
+    progress.enable_steady_tick(Duration::from_millis(200));
+    progress
+}
+
+/// A run identifier that tells this run's messages from any other's.
+pub fn run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.subsec_nanos());
+    format!("{:x}{:x}", std::process::id(), nanos)
+}
+
+/// Checks that one receiver saw sequence numbers `0, 1, 2, ...` in order; returns the
+/// violations (duplicates, gaps, reordering) and the highest contiguous count.
+pub fn check_sequence(who: &str, seqs: &[u64], expected_total: u64) -> Vec<String> {
+    let mut violations = Vec::new();
+    let mut next = 0u64;
+    for &seq in seqs {
+        if seq == next {
+            next += 1;
+        } else if seq < next {
+            violations.push(format!("{who}: message {seq} duplicated or out of order (after {})", next - 1));
+        } else {
+            violations.push(format!("{who}: messages {next}..{seq} missing before {seq}"));
+            next = seq + 1;
+        }
+    }
+    if next < expected_total {
+        violations.push(format!("{who}: received {next} of {expected_total} messages"));
+    }
+    violations
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_checks_find_loss_duplicates_and_reordering() {
+        assert!(check_sequence("a", &[0, 1, 2], 3).is_empty());
+        assert_eq!(check_sequence("a", &[0, 1], 3).len(), 1, "lost at the end");
+        assert_eq!(check_sequence("a", &[0, 2], 3).len(), 1, "a gap");
+        assert_eq!(check_sequence("a", &[0, 1, 1, 2], 3).len(), 1, "a duplicate");
+        assert_eq!(check_sequence("a", &[1, 0, 2], 3).len(), 2, "reordered");
+    }
+}
