@@ -35,7 +35,8 @@ pub fn parse_jsonp(body: &str) -> anyhow::Result<ChatResponse> {
     let (Some(open), Some(close)) = (body.find('('), body.rfind(')')) else {
         bail!("not a JSONP answer: {body:.200}");
     };
-    serde_json::from_str(&body[open + 1..close]).with_context(|| format!("not an answer object: {body:.200}"))
+    serde_json::from_str(&body[open + 1..close])
+        .with_context(|| format!("not an answer object: {body:.200}"))
 }
 
 /// A client of the chat protocol at `base_url` (e.g. `http://127.0.0.1:8973/`).
@@ -48,13 +49,22 @@ pub struct JsonpClient {
 impl JsonpClient {
     /// A client for `base_url` sharing `http`'s connection pool.
     pub fn new(http: reqwest::Client, base_url: &str) -> JsonpClient {
-        let base_url = if base_url.ends_with('/') { base_url.to_owned() } else { format!("{base_url}/") };
+        let base_url = if base_url.ends_with('/') {
+            base_url.to_owned()
+        } else {
+            format!("{base_url}/")
+        };
         JsonpClient { http, base_url }
     }
 
     async fn get(&self, query: &str) -> anyhow::Result<ChatResponse> {
         let url = format!("{}?{query}&callback={CALLBACK}", self.base_url);
-        let response = self.http.get(&url).send().await.with_context(|| format!("GET {url:.120}"))?;
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .with_context(|| format!("GET {url:.120}"))?;
         let status = response.status();
         let body = response.text().await.context("reading the answer")?;
         if !status.is_success() {
@@ -68,7 +78,11 @@ impl JsonpClient {
     /// # Errors
     /// A transport error, a non-200 answer, or an `error` in the answer.
     pub async fn push(&self, name: &str, msg: &str) -> anyhow::Result<u64> {
-        let query = format!("name={}&method=push&msg={}&time=1", encode_component(name), encode_component(msg));
+        let query = format!(
+            "name={}&method=push&msg={}&time=1",
+            encode_component(name),
+            encode_component(msg)
+        );
         let answer = self.get(&query).await?;
         if let Some(error) = answer.error {
             bail!("push refused: {} ({})", error.message, error.code.as_str());
@@ -82,7 +96,12 @@ impl JsonpClient {
     /// # Errors
     /// A transport error, a non-200 answer, or an `error` in the answer.
     pub async fn pop(&self, name: &str, time: u64) -> anyhow::Result<ChatResponse> {
-        let answer = self.get(&format!("name={}&method=pop&time={time}", encode_component(name))).await?;
+        let answer = self
+            .get(&format!(
+                "name={}&method=pop&time={time}",
+                encode_component(name)
+            ))
+            .await?;
         if let Some(error) = &answer.error {
             bail!("pop refused: {} ({})", error.message, error.code.as_str());
         }
@@ -125,13 +144,20 @@ pub enum NchanPoll {
 }
 
 fn header_text(headers: &HeaderMap, name: reqwest::header::HeaderName) -> Option<String> {
-    headers.get(name).and_then(|value| value.to_str().ok()).map(str::to_owned)
+    headers
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
 }
 
 impl NchanClient {
     /// A client for `base_url` (e.g. `http://127.0.0.1:8980`) and `channel`.
     pub fn new(http: reqwest::Client, base_url: &str, channel: &str) -> NchanClient {
-        NchanClient { http, base_url: base_url.trim_end_matches('/').to_owned(), channel: channel.to_owned() }
+        NchanClient {
+            http,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            channel: channel.to_owned(),
+        }
     }
 
     /// Publishes `body`; returns when nchan acknowledged it.
@@ -140,7 +166,13 @@ impl NchanClient {
     /// A transport error or a non-2xx answer.
     pub async fn publish(&self, body: &str) -> anyhow::Result<()> {
         let url = format!("{}/pub?id={}", self.base_url, self.channel);
-        let response = self.http.post(&url).body(body.to_owned()).send().await.with_context(|| format!("POST {url}"))?;
+        let response = self
+            .http
+            .post(&url)
+            .body(body.to_owned())
+            .send()
+            .await
+            .with_context(|| format!("POST {url}"))?;
         let status = response.status();
         if !status.is_success() {
             bail!("publish: HTTP {status}");
@@ -171,7 +203,10 @@ impl NchanClient {
                     last_modified: header_text(response.headers(), LAST_MODIFIED),
                     etag: header_text(response.headers(), ETAG),
                 };
-                Ok(NchanPoll::Message(response.text().await.context("reading the message")?, next))
+                Ok(NchanPoll::Message(
+                    response.text().await.context("reading the message")?,
+                    next,
+                ))
             }
             304 | 408 => Ok(NchanPoll::Nothing),
             other => bail!("subscribe: HTTP {other}"),
@@ -185,8 +220,10 @@ mod tests {
 
     #[test]
     fn parses_a_jsonp_answer() {
-        let answer = parse_jsonp(r#"/**/loadgen({"name":"a","time":5,"msgList":[{"name":"a","msg":"x(y)","time":5}]});"#)
-            .expect("parses");
+        let answer = parse_jsonp(
+            r#"/**/loadgen({"name":"a","time":5,"msgList":[{"name":"a","msg":"x(y)","time":5}]});"#,
+        )
+        .expect("parses");
         assert_eq!(answer.time, 5);
         assert_eq!(answer.msg_list[0].msg, "x(y)");
         assert!(parse_jsonp("invalid callback name\n").is_err());

@@ -116,22 +116,71 @@ async fn main() -> ExitCode {
         }
     };
     let target = match cli.protocol {
-        Protocol::Jsonp => Target::Jsonp { client: JsonpClient::new(http.clone(), &cli.url), base_url: cli.url.clone(), http },
-        Protocol::Nchan => {
-            Target::Nchan { client: NchanClient::new(http.clone(), &cli.url, &cli.channel), base_url: cli.url.clone(), http }
-        }
+        Protocol::Jsonp => Target::Jsonp {
+            client: JsonpClient::new(http.clone(), &cli.url),
+            base_url: cli.url.clone(),
+            http,
+        },
+        Protocol::Nchan => Target::Nchan {
+            client: NchanClient::new(http.clone(), &cli.url, &cli.channel),
+            base_url: cli.url.clone(),
+            http,
+        },
     };
     let quiet = cli.json;
     let report = match cli.scenario {
-        Scenario::Fanout { pollers, rate, duration, grace } => {
-            fanout::run(target, fanout::FanoutParams { pollers, rate, duration: seconds(duration), grace: seconds(grace) }, quiet).await
+        Scenario::Fanout {
+            pollers,
+            rate,
+            duration,
+            grace,
+        } => {
+            fanout::run(
+                target,
+                fanout::FanoutParams {
+                    pollers,
+                    rate,
+                    duration: seconds(duration),
+                    grace: seconds(grace),
+                },
+                quiet,
+            )
+            .await
         }
-        Scenario::Push { concurrency, duration, no_verify } => {
-            push::run(target, push::PushParams { concurrency, duration: seconds(duration), verify: !no_verify }, quiet).await
+        Scenario::Push {
+            concurrency,
+            duration,
+            no_verify,
+        } => {
+            push::run(
+                target,
+                push::PushParams {
+                    concurrency,
+                    duration: seconds(duration),
+                    verify: !no_verify,
+                },
+                quiet,
+            )
+            .await
         }
-        Scenario::Catchup { history, seeders } => catchup::run(target, catchup::CatchupParams { history, seeders }, quiet).await,
-        Scenario::Idle { pollers, duration, server_pids } => {
-            idle::run(target, idle::IdleParams { pollers, duration: seconds(duration), server_pids }, quiet).await
+        Scenario::Catchup { history, seeders } => {
+            catchup::run(target, catchup::CatchupParams { history, seeders }, quiet).await
+        }
+        Scenario::Idle {
+            pollers,
+            duration,
+            server_pids,
+        } => {
+            idle::run(
+                target,
+                idle::IdleParams {
+                    pollers,
+                    duration: seconds(duration),
+                    server_pids,
+                },
+                quiet,
+            )
+            .await
         }
     };
     if cli.json {

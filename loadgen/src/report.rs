@@ -51,7 +51,11 @@ impl Report {
 
     /// Adds a figure.
     pub fn metric(&mut self, name: &str, value: f64, unit: &str) {
-        self.metrics.push(Metric { name: name.to_owned(), value, unit: unit.to_owned() });
+        self.metrics.push(Metric {
+            name: name.to_owned(),
+            value,
+            unit: unit.to_owned(),
+        });
     }
 
     /// Adds violations, keeping at most [`MAX_VIOLATIONS`] and counting the rest.
@@ -76,13 +80,27 @@ impl Report {
 
     /// The human-readable table.
     pub fn table(&self) -> String {
-        let mut out = format!("{} ({}) against {}\n", self.scenario, self.protocol, self.url);
+        let mut out = format!(
+            "{} ({}) against {}\n",
+            self.scenario, self.protocol, self.url
+        );
         out.push_str(&format!("  parameters: {}\n", self.params));
-        let width = self.metrics.iter().map(|metric| metric.name.len()).max().unwrap_or(0);
+        let width = self
+            .metrics
+            .iter()
+            .map(|metric| metric.name.len())
+            .max()
+            .unwrap_or(0);
         for metric in &self.metrics {
-            out.push_str(&format!("  {:width$}  {:>14.3} {}\n", metric.name, metric.value, metric.unit));
+            out.push_str(&format!(
+                "  {:width$}  {:>14.3} {}\n",
+                metric.name, metric.value, metric.unit
+            ));
         }
-        out.push_str(&format!("  transport errors (retried): {}\n", self.transport_errors));
+        out.push_str(&format!(
+            "  transport errors (retried): {}\n",
+            self.transport_errors
+        ));
         if self.passed() {
             out.push_str("  result: PASS (no message lost, duplicated or out of order)\n");
         } else {

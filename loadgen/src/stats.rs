@@ -29,7 +29,8 @@ pub struct Latencies {
 impl Default for Latencies {
     fn default() -> Latencies {
         // Bounds that always build: 1 µs to 10 minutes, 3 significant digits.
-        let histogram = Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds");
+        let histogram =
+            Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds");
         Latencies { histogram }
     }
 }
@@ -37,7 +38,9 @@ impl Default for Latencies {
 impl Latencies {
     /// Adds one latency (clamped into the histogram's range).
     pub fn record(&mut self, latency: Duration) {
-        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).clamp(1, 600_000_000);
+        let micros = u64::try_from(latency.as_micros())
+            .unwrap_or(u64::MAX)
+            .clamp(1, 600_000_000);
         self.histogram.saturating_record(micros);
     }
 

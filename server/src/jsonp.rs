@@ -44,6 +44,24 @@ pub fn render_body(callback: &CallbackName, json: &str) -> String {
 /// nginx must not hold a long-poll answer back).
 pub fn response(body: String) -> HttpResponse {
     let mut response = HttpResponse::Ok().body(body);
+    insert_headers(&mut response);
+    response
+}
+
+/// A 200 answer whose head (with the JSONP headers) goes out at once and whose body is the
+/// one item `body` yields later: the shape of a held long poll. A `<script>` element waits for
+/// the whole body either way.
+pub fn held_response<S>(body: S) -> HttpResponse
+where
+    S: futures_util::Stream<Item = Result<actix_web::web::Bytes, std::convert::Infallible>>
+        + 'static,
+{
+    let mut response = HttpResponse::Ok().streaming(body);
+    insert_headers(&mut response);
+    response
+}
+
+fn insert_headers(response: &mut HttpResponse) {
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -58,7 +76,6 @@ pub fn response(body: String) -> HttpResponse {
         header::HeaderName::from_static("x-accel-buffering"),
         HeaderValue::from_static("no"),
     );
-    response
 }
 
 #[cfg(test)]

@@ -161,11 +161,21 @@ impl Reply {
     }
 
     fn finish(
-        mut self,
+        self,
         time: u64,
         messages: &[Message],
         online: Option<&OnlineSnapshot>,
     ) -> HttpResponse {
+        jsonp::response(self.render(time, messages, online))
+    }
+
+    /// The JSONP body of the answer.
+    fn render(
+        mut self,
+        time: u64,
+        messages: &[Message],
+        online: Option<&OnlineSnapshot>,
+    ) -> String {
         // `insert` keeps an echoed key in its place, as assigning to it did in the original.
         self.fields.insert("time".to_owned(), Value::from(time));
         let list = messages
@@ -181,7 +191,7 @@ impl Reply {
         }
         // A map of strings and numbers always serializes.
         let json = serde_json::to_string(&self.fields).unwrap_or_default();
-        jsonp::response(jsonp::render_body(&self.callback, &json))
+        jsonp::render_body(&self.callback, &json)
     }
 
     /// The answer to a save: the saved name, text and time.
@@ -266,8 +276,11 @@ async fn chat(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     let kind = classify(request.method(), &query);
     tracing::Span::current().record("kind", tracing::field::debug(kind));
     let reply = Reply::new(callback, &query);
+    // The request's head shares the connection's 8 KiB read buffer; a held pop that kept it
+    // would cost that buffer for its whole hold time. Everything needed was copied out above.
+    drop(request);
     match kind {
-        RequestKind::Pop => pop(&state, reply, &query, ip).await,
+        RequestKind::Pop => pop(state, reply, &query, ip).await,
         save_kind => save(&state, reply, &query, save_kind, ip).await,
     }
 }
@@ -320,12 +333,14 @@ async fn save(
         );
         return reply.error(ErrorCode::RateLimited, message, newest);
     }
+    // Seen before the save, so the answers its message wakes already list the sender.
+    if kind != RequestKind::Exit {
+        state.presence.seen(name.as_str());
+    }
     match state.room.save(name.into_string(), msg).await {
         Ok(message) => {
             if kind == RequestKind::Exit {
                 state.presence.left(&message.name);
-            } else {
-                state.presence.seen(&message.name);
             }
             reply.saved(&message, &state.presence.snapshot())
         }
@@ -353,7 +368,7 @@ fn pop_presence_name(query: &Query, max_name_len: usize) -> Option<String> {
         .map(Nickname::into_string)
 }
 
-async fn pop(state: &AppState, reply: Reply, query: &Query, ip: IpAddr) -> HttpResponse {
+async fn pop(state: web::Data<AppState>, reply: Reply, query: &Query, ip: IpAddr) -> HttpResponse {
     let room = &state.room;
     let presence = &state.presence;
     let name = pop_presence_name(query, state.settings.max_name_len);
@@ -369,7 +384,7 @@ async fn pop(state: &AppState, reply: Reply, query: &Query, ip: IpAddr) -> HttpR
         return reply.page(newest, &[], &presence.snapshot());
     };
     // Subscribe before looking, so a message published in between still wakes us.
-    let mut changes = room.subscribe();
+    let changes = room.subscribe();
     match room.page_after(cursor).await {
         Ok(page) if !page.is_empty() => {
             return reply.page(page[page.len() - 1].time, &page, &presence.snapshot())
@@ -384,11 +399,11 @@ async fn pop(state: &AppState, reply: Reply, query: &Query, ip: IpAddr) -> HttpR
             );
         }
     }
-    let mut shutdown = room.shutdown_signal();
+    let shutdown = room.shutdown_signal();
     if *shutdown.borrow() {
         return reply.page(cursor.as_millis(), &[], &presence.snapshot());
     }
-    let _permit = match state.held_polls.try_hold(ip) {
+    let permit = match state.held_polls.try_hold(ip) {
         Ok(permit) => permit,
         Err(HoldRefused::Overall) => {
             let mut response = plain_text(
@@ -406,31 +421,69 @@ async fn pop(state: &AppState, reply: Reply, query: &Query, ip: IpAddr) -> HttpR
             return reply.error(ErrorCode::TooManyPolls, message, newest);
         }
     };
-    let _online_while_held = name.as_deref().and_then(|name| presence.hold(name));
-    let deadline = tokio::time::sleep(state.settings.poll_timeout());
-    tokio::pin!(deadline);
-    loop {
-        tokio::select! {
-            changed = changes.changed() => {
-                if changed.is_err() {
-                    break;
-                }
-                match room.page_after(cursor).await {
-                    Ok(page) if !page.is_empty() => {
-                        return reply.page(page[page.len() - 1].time, &page, &presence.snapshot())
-                    }
-                    Ok(_) => {}
-                    Err(error) => {
-                        tracing::error!(error = %error, "could not read history");
+    let online = name.as_deref().and_then(|name| presence.hold(name));
+    let held = HeldPop {
+        state: state.clone(),
+        reply,
+        cursor,
+        changes,
+        shutdown,
+        _permit: permit,
+        _online: online,
+    };
+    // The answer's head goes out now and its body when the pop ends. Returning from the
+    // handler lets actix free the request (its head and headers, several KiB), so a held pop
+    // costs little more than its connection; the body future owns only what it needs. A
+    // client that goes away drops the body future, and with it the permit and presence.
+    jsonp::held_response(futures_util::stream::once(held.answer()))
+}
+
+/// A pop waiting for a message, a timeout or the shutdown.
+struct HeldPop {
+    state: web::Data<AppState>,
+    reply: Reply,
+    cursor: Cursor,
+    changes: tokio::sync::watch::Receiver<u64>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    _permit: crate::limits::HeldPollPermit,
+    _online: Option<crate::presence::HeldPresence>,
+}
+
+impl HeldPop {
+    /// Waits, then renders the answer's body.
+    async fn answer(mut self) -> Result<actix_web::web::Bytes, std::convert::Infallible> {
+        let room = &self.state.room;
+        let deadline = tokio::time::sleep(self.state.settings.poll_timeout());
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                changed = self.changes.changed() => {
+                    if changed.is_err() {
                         break;
                     }
+                    match room.page_after(self.cursor).await {
+                        Ok(page) if !page.is_empty() => {
+                            let snapshot = self.state.presence.snapshot();
+                            let body = self.reply.render(page[page.len() - 1].time, &page, Some(&snapshot));
+                            return Ok(body.into());
+                        }
+                        Ok(_) => {}
+                        Err(error) => {
+                            tracing::error!(error = %error, "could not read history");
+                            break;
+                        }
+                    }
                 }
+                () = &mut deadline => break,
+                _ = self.shutdown.wait_for(|&closing| closing) => break,
             }
-            () = &mut deadline => break,
-            _ = shutdown.wait_for(|&closing| closing) => break,
         }
+        let snapshot = self.state.presence.snapshot();
+        Ok(self
+            .reply
+            .render(self.cursor.as_millis(), &[], Some(&snapshot))
+            .into())
     }
-    reply.page(cursor.as_millis(), &[], &presence.snapshot())
 }
 
 #[cfg(test)]

@@ -19,7 +19,9 @@ async fn answer() -> HttpResponse {
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:8975".to_owned());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:8975".to_owned());
     let server = HttpServer::new(|| App::new().default_service(web::to(answer))).bind(&addr)?;
     for bound in server.addrs() {
         println!("listening on http://{bound}/");

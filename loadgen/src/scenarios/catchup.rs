@@ -49,9 +49,14 @@ pub async fn run(target: Target, params: CatchupParams, quiet: bool) -> Report {
                 let mut seq = 0;
                 let mut errors = 0u64;
                 while seq < n {
-                    match client.push("seeder", &format!("{prefix}{seeder}-{seq}")).await {
+                    match client
+                        .push("seeder", &format!("{prefix}{seeder}-{seq}"))
+                        .await
+                    {
                         Ok(_) => seq += 1,
-                        Err(error) if error.to_string().contains("refused") => return (seq, errors, Some(format!("{error:#}"))),
+                        Err(error) if error.to_string().contains("refused") => {
+                            return (seq, errors, Some(format!("{error:#}")))
+                        }
                         Err(_) => errors += 1,
                     }
                 }
@@ -102,7 +107,13 @@ pub async fn run(target: Target, params: CatchupParams, quiet: bool) -> Report {
             let violations = stored
                 .iter()
                 .enumerate()
-                .flat_map(|(seeder, seqs)| check_sequence(&format!("seeder {seeder}"), seqs, seeded.get(seeder).copied().unwrap_or(0)))
+                .flat_map(|(seeder, seqs)| {
+                    check_sequence(
+                        &format!("seeder {seeder}"),
+                        seqs,
+                        seeded.get(seeder).copied().unwrap_or(0),
+                    )
+                })
                 .collect::<Vec<_>>();
             report.violations(violations);
         }
@@ -110,10 +121,18 @@ pub async fn run(target: Target, params: CatchupParams, quiet: bool) -> Report {
     }
     progress.finish_and_clear();
     report.metric("history_seeded", seeded.iter().sum::<u64>() as f64, "count");
-    report.metric("seeding_throughput", seeded.iter().sum::<u64>() as f64 / seeding_secs.max(f64::EPSILON), "msg/s");
+    report.metric(
+        "seeding_throughput",
+        seeded.iter().sum::<u64>() as f64 / seeding_secs.max(f64::EPSILON),
+        "msg/s",
+    );
     report.metric("catchup_messages", n_messages as f64, "count");
     report.metric("catchup_pages", n_pages as f64, "count");
     report.metric("catchup_time", catchup_secs, "s");
-    report.metric("catchup_throughput", n_messages as f64 / catchup_secs.max(f64::EPSILON), "msg/s");
+    report.metric(
+        "catchup_throughput",
+        n_messages as f64 / catchup_secs.max(f64::EPSILON),
+        "msg/s",
+    );
     report
 }

@@ -39,8 +39,17 @@ fn parse_seq(prefix: &str, text: &str) -> Option<u64> {
     text.strip_prefix(prefix)?.parse().ok()
 }
 
-async fn jsonp_poller(target: Target, index: usize, prefix: String, total: u64, ready: Arc<AtomicU64>, stop_at: Arc<Mutex<Option<Instant>>>) -> Received {
-    let Target::Jsonp { client, .. } = target else { unreachable!("jsonp poller on a jsonp target") };
+async fn jsonp_poller(
+    target: Target,
+    index: usize,
+    prefix: String,
+    total: u64,
+    ready: Arc<AtomicU64>,
+    stop_at: Arc<Mutex<Option<Instant>>>,
+) -> Received {
+    let Target::Jsonp { client, .. } = target else {
+        unreachable!("jsonp poller on a jsonp target")
+    };
     let name = format!("p{index}");
     let mut received = Received::default();
     let mut cursor = loop {
@@ -54,7 +63,11 @@ async fn jsonp_poller(target: Target, index: usize, prefix: String, total: u64, 
     };
     ready.fetch_add(1, Ordering::SeqCst);
     while (received.arrivals.len() as u64) < total {
-        if stop_at.lock().map(|stop| stop.is_some_and(|at| Instant::now() >= at)).unwrap_or(true) {
+        if stop_at
+            .lock()
+            .map(|stop| stop.is_some_and(|at| Instant::now() >= at))
+            .unwrap_or(true)
+        {
             break;
         }
         match client.pop(&name, cursor).await {
@@ -76,13 +89,25 @@ async fn jsonp_poller(target: Target, index: usize, prefix: String, total: u64, 
     received
 }
 
-async fn nchan_poller(target: Target, prefix: String, total: u64, ready: Arc<AtomicU64>, stop_at: Arc<Mutex<Option<Instant>>>) -> Received {
-    let Target::Nchan { client, .. } = target else { unreachable!("nchan poller on an nchan target") };
+async fn nchan_poller(
+    target: Target,
+    prefix: String,
+    total: u64,
+    ready: Arc<AtomicU64>,
+    stop_at: Arc<Mutex<Option<Instant>>>,
+) -> Received {
+    let Target::Nchan { client, .. } = target else {
+        unreachable!("nchan poller on an nchan target")
+    };
     let mut received = Received::default();
     let mut cursor = None;
     ready.fetch_add(1, Ordering::SeqCst);
     while (received.arrivals.len() as u64) < total {
-        if stop_at.lock().map(|stop| stop.is_some_and(|at| Instant::now() >= at)).unwrap_or(true) {
+        if stop_at
+            .lock()
+            .map(|stop| stop.is_some_and(|at| Instant::now() >= at))
+            .unwrap_or(true)
+        {
             break;
         }
         match client.poll(cursor.as_ref()).await {
@@ -119,21 +144,40 @@ pub async fn run(target: Target, params: FanoutParams, quiet: bool) -> Report {
     progress.set_message(format!("starting {} pollers", params.pollers));
     let pollers: Vec<_> = (0..params.pollers)
         .map(|index| {
-            let (target, prefix, ready, stop_at) = (target.clone(), prefix.clone(), ready.clone(), stop_at.clone());
+            let (target, prefix, ready, stop_at) = (
+                target.clone(),
+                prefix.clone(),
+                ready.clone(),
+                stop_at.clone(),
+            );
             tokio::spawn(async move {
                 match &target {
-                    Target::Jsonp { .. } => jsonp_poller(target, index, prefix, total, ready, stop_at).await,
-                    Target::Nchan { .. } => nchan_poller(target, prefix, total, ready, stop_at).await,
+                    Target::Jsonp { .. } => {
+                        jsonp_poller(target, index, prefix, total, ready, stop_at).await
+                    }
+                    Target::Nchan { .. } => {
+                        nchan_poller(target, prefix, total, ready, stop_at).await
+                    }
                 }
             })
         })
         .collect();
     while ready.load(Ordering::SeqCst) < params.pollers as u64 {
-        progress.set_message(format!("pollers with a cursor: {}/{}", ready.load(Ordering::SeqCst), params.pollers));
+        progress.set_message(format!(
+            "pollers with a cursor: {}/{}",
+            ready.load(Ordering::SeqCst),
+            params.pollers
+        ));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    if !target.wait_for_held(params.pollers as u64, Duration::from_secs(60), &progress).await {
-        report.violations([format!("the server never held all {} polls", params.pollers)]);
+    if !target
+        .wait_for_held(params.pollers as u64, Duration::from_secs(60), &progress)
+        .await
+    {
+        report.violations([format!(
+            "the server never held all {} polls",
+            params.pollers
+        )]);
     }
 
     // The publisher: message `seq` is sent at start + seq / rate.
@@ -157,7 +201,9 @@ pub async fn run(target: Target, params: FanoutParams, quiet: bool) -> Report {
                 publish_latencies.record(acked_at - sent_at);
                 acks[seq as usize] = Some(acked_at);
             }
-            Err(error) => report.violations([format!("publish of message {seq} failed: {error:#}")]),
+            Err(error) => {
+                report.violations([format!("publish of message {seq} failed: {error:#}")])
+            }
         }
         progress.set_message(format!("published {}/{total}", seq + 1));
     }
@@ -200,9 +246,17 @@ pub async fn run(target: Target, params: FanoutParams, quiet: bool) -> Report {
     let publish = publish_latencies.percentiles();
     let from_send = latencies_from_send.percentiles();
     report.metric("messages_published", total as f64, "count");
-    report.metric("publish_rate", total as f64 / publish_secs.max(f64::EPSILON), "msg/s");
+    report.metric(
+        "publish_rate",
+        total as f64 / publish_secs.max(f64::EPSILON),
+        "msg/s",
+    );
     report.metric("deliveries", n_delivered as f64, "count");
-    report.metric("deliveries_expected", (total * params.pollers as u64) as f64, "count");
+    report.metric(
+        "deliveries_expected",
+        (total * params.pollers as u64) as f64,
+        "count",
+    );
     report.metric("fanout_latency_p50", latency.p50_ms, "ms");
     report.metric("fanout_latency_p90", latency.p90_ms, "ms");
     report.metric("fanout_latency_p99", latency.p99_ms, "ms");

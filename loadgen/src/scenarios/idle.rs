@@ -1,5 +1,6 @@
-//! `idle`: N held pops for D seconds; with the server's process ids, its resident memory
-//! (`VmRSS` of `/proc/<pid>/status`) before and while they are held, as bytes per held pop.
+//! `idle`: N held pops, held for D seconds once all are held; with the server's process ids,
+//! its resident memory (`VmRSS` of `/proc/<pid>/status`) before and while they are held, as
+//! bytes per held pop.
 
 use std::time::Duration;
 
@@ -8,6 +9,12 @@ use tokio::time::Instant;
 use super::{progress_bar, Target};
 use crate::client::BEYOND_NEWEST;
 use crate::report::Report;
+
+/// How long the pollers may take to be all held.
+const ALL_HELD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Wait between "all held" and the measurement: longer than the servers' keep-alive timeout.
+const SETTLE: Duration = Duration::from_secs(6);
 
 /// Parameters of an idle run.
 #[derive(Debug, Clone)]
@@ -42,7 +49,8 @@ pub async fn run(target: Target, params: IdleParams, quiet: bool) -> Report {
         serde_json::json!({"pollers": params.pollers, "duration_s": params.duration.as_secs_f64(), "server_pids": params.server_pids}),
     );
     let rss_before = total_rss(&params.server_pids);
-    let deadline = Instant::now() + params.duration;
+    // Pollers run until told to stop: the hold starts counting once every poll is held.
+    let deadline = Instant::now() + params.duration + ALL_HELD_TIMEOUT + SETTLE;
     let pollers: Vec<_> = (0..params.pollers)
         .map(|index| {
             let target = target.clone();
@@ -53,7 +61,8 @@ pub async fn run(target: Target, params: IdleParams, quiet: bool) -> Report {
                         let name = format!("i{index}");
                         let mut cursor = BEYOND_NEWEST;
                         while Instant::now() < deadline {
-                            match tokio::time::timeout_at(deadline, client.pop(&name, cursor)).await {
+                            match tokio::time::timeout_at(deadline, client.pop(&name, cursor)).await
+                            {
                                 Ok(Ok(answer)) => cursor = answer.time,
                                 Ok(Err(_)) => {
                                     errors += 1;
@@ -66,8 +75,12 @@ pub async fn run(target: Target, params: IdleParams, quiet: bool) -> Report {
                     Target::Nchan { client, .. } => {
                         let mut cursor = None;
                         while Instant::now() < deadline {
-                            match tokio::time::timeout_at(deadline, client.poll(cursor.as_ref())).await {
-                                Ok(Ok(crate::client::NchanPoll::Message(_, next))) => cursor = Some(next),
+                            match tokio::time::timeout_at(deadline, client.poll(cursor.as_ref()))
+                                .await
+                            {
+                                Ok(Ok(crate::client::NchanPoll::Message(_, next))) => {
+                                    cursor = Some(next)
+                                }
                                 Ok(Ok(crate::client::NchanPoll::Nothing)) => {}
                                 Ok(Err(_)) => {
                                     errors += 1;
@@ -82,17 +95,32 @@ pub async fn run(target: Target, params: IdleParams, quiet: bool) -> Report {
             })
         })
         .collect();
-    let all_held = target.wait_for_held(params.pollers as u64, params.duration, &progress).await;
+    let all_held = target
+        .wait_for_held(params.pollers as u64, ALL_HELD_TIMEOUT, &progress)
+        .await;
     if !all_held {
-        report.violations([format!("the server never held all {} polls", params.pollers)]);
+        report.violations([format!(
+            "the server never held all {} polls",
+            params.pollers
+        )]);
     }
-    // Let allocations settle, then measure while everything is held.
-    tokio::time::sleep(Duration::from_secs(1).min(params.duration / 4)).await;
+    // Measure once the load generator's spare keep-alive connections (opened while the
+    // pollers started) have been closed by the server's keep-alive timeout (5 s for both
+    // servers), so that what is left is one connection per held poll, as with real clients.
+    progress.set_message(format!(
+        "holding {} polls; letting spare connections close",
+        params.pollers
+    ));
+    tokio::time::sleep(SETTLE).await;
     let held = target.n_held().await;
     let rss_held = total_rss(&params.server_pids);
     progress.set_message(format!("holding {} polls", params.pollers));
+    tokio::time::sleep(params.duration).await;
     for poller in pollers {
-        report.transport_errors += poller.await.unwrap_or(0);
+        poller.abort();
+        if let Ok(errors) = poller.await {
+            report.transport_errors += errors;
+        }
     }
     progress.finish_and_clear();
     report.metric("pollers", params.pollers as f64, "count");

@@ -63,7 +63,9 @@ impl Target {
             Target::Nchan { base_url, http, .. } => {
                 let url = format!("{}/nchan_status", base_url.trim_end_matches('/'));
                 let text = http.get(url).send().await.ok()?.text().await.ok()?;
-                text.lines().find_map(|line| line.strip_prefix("subscribers:")).and_then(|n| n.trim().parse().ok())
+                text.lines()
+                    .find_map(|line| line.strip_prefix("subscribers:"))
+                    .and_then(|n| n.trim().parse().ok())
             }
         }
     }
@@ -119,14 +121,21 @@ pub fn check_sequence(who: &str, seqs: &[u64], expected_total: u64) -> Vec<Strin
         if seq == next {
             next += 1;
         } else if seq < next {
-            violations.push(format!("{who}: message {seq} duplicated or out of order (after {})", next - 1));
+            violations.push(format!(
+                "{who}: message {seq} duplicated or out of order (after {})",
+                next - 1
+            ));
         } else {
-            violations.push(format!("{who}: messages {next}..{seq} missing before {seq}"));
+            violations.push(format!(
+                "{who}: messages {next}..{seq} missing before {seq}"
+            ));
             next = seq + 1;
         }
     }
     if next < expected_total {
-        violations.push(format!("{who}: received {next} of {expected_total} messages"));
+        violations.push(format!(
+            "{who}: received {next} of {expected_total} messages"
+        ));
     }
     violations
 }
@@ -140,7 +149,11 @@ mod tests {
         assert!(check_sequence("a", &[0, 1, 2], 3).is_empty());
         assert_eq!(check_sequence("a", &[0, 1], 3).len(), 1, "lost at the end");
         assert_eq!(check_sequence("a", &[0, 2], 3).len(), 1, "a gap");
-        assert_eq!(check_sequence("a", &[0, 1, 1, 2], 3).len(), 1, "a duplicate");
+        assert_eq!(
+            check_sequence("a", &[0, 1, 1, 2], 3).len(),
+            1,
+            "a duplicate"
+        );
         assert_eq!(check_sequence("a", &[1, 0, 2], 3).len(), 2, "reordered");
     }
 }

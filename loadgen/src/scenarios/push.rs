@@ -24,15 +24,24 @@ pub struct PushParams {
 
 /// Reads every message newer than `from` (paging as a client does) and returns, per pusher
 /// index, the sequence numbers of this run's messages in the order stored.
-pub async fn read_back(client: &JsonpClient, from: u64, prefix: &str, n_pushers: usize) -> anyhow::Result<Vec<Vec<u64>>> {
+pub async fn read_back(
+    client: &JsonpClient,
+    from: u64,
+    prefix: &str,
+    n_pushers: usize,
+) -> anyhow::Result<Vec<Vec<u64>>> {
     let newest = client.newest_time().await?;
     let mut per_pusher = vec![Vec::new(); n_pushers];
     let mut cursor = from;
     while cursor < newest {
         let answer = client.pop("reader", cursor).await?;
         for message in &answer.msg_list {
-            let Some(rest) = message.msg.strip_prefix(prefix) else { continue };
-            let Some((pusher, seq)) = rest.split_once('-') else { continue };
+            let Some(rest) = message.msg.strip_prefix(prefix) else {
+                continue;
+            };
+            let Some((pusher, seq)) = rest.split_once('-') else {
+                continue;
+            };
             if let (Ok(pusher), Ok(seq)) = (pusher.parse::<usize>(), seq.parse::<u64>()) {
                 if let Some(seqs) = per_pusher.get_mut(pusher) {
                     seqs.push(seq);
@@ -69,7 +78,10 @@ pub async fn run(target: Target, params: PushParams, quiet: bool) -> Report {
     } else {
         0
     };
-    progress.set_message(format!("{} pushers for {:?}", params.concurrency, params.duration));
+    progress.set_message(format!(
+        "{} pushers for {:?}",
+        params.concurrency, params.duration
+    ));
     let start = Instant::now();
     let deadline = start + params.duration;
     let pushers: Vec<_> = (0..params.concurrency)
@@ -81,7 +93,10 @@ pub async fn run(target: Target, params: PushParams, quiet: bool) -> Report {
                 let (mut n_acked, mut errors, mut refusals) = (0u64, 0u64, Vec::new());
                 while Instant::now() < deadline {
                     let sent_at = Instant::now();
-                    match client.push("pusher", &format!("{prefix}{pusher}-{n_acked}")).await {
+                    match client
+                        .push("pusher", &format!("{prefix}{pusher}-{n_acked}"))
+                        .await
+                    {
                         Ok(_) => {
                             latencies.record(sent_at.elapsed());
                             n_acked += 1;
@@ -130,7 +145,11 @@ pub async fn run(target: Target, params: PushParams, quiet: bool) -> Report {
     progress.finish_and_clear();
     let latency = latencies.percentiles();
     report.metric("pushes_acknowledged", n_acked as f64, "count");
-    report.metric("push_throughput", n_acked as f64 / elapsed.max(f64::EPSILON), "msg/s");
+    report.metric(
+        "push_throughput",
+        n_acked as f64 / elapsed.max(f64::EPSILON),
+        "msg/s",
+    );
     report.metric("push_latency_p50", latency.p50_ms, "ms");
     report.metric("push_latency_p90", latency.p90_ms, "ms");
     report.metric("push_latency_p99", latency.p99_ms, "ms");
