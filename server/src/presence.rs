@@ -17,12 +17,38 @@ use chat_shared::{ANONYMOUS_NAME, MAX_ONLINE_NAMES};
 const SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(1);
 
 /// Who was online when the snapshot was taken.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OnlineSnapshot {
     /// At most [`MAX_ONLINE_NAMES`] names, sorted.
     pub names: Vec<String>,
     /// How many names are online in all.
     pub count: usize,
+    /// `"online":[...],"onlineCount":n`, rendered once per snapshot.
+    json_fields: String,
+}
+
+impl OnlineSnapshot {
+    fn new(names: Vec<String>, count: usize) -> OnlineSnapshot {
+        // A list of strings always serializes.
+        let list = serde_json::to_string(&names).unwrap_or_else(|_| "[]".to_owned());
+        let json_fields = format!("\"online\":{list},\"onlineCount\":{count}");
+        OnlineSnapshot {
+            names,
+            count,
+            json_fields,
+        }
+    }
+
+    /// The answer fields `"online":[...],"onlineCount":n` (JSON object members, no braces).
+    pub fn json_fields(&self) -> &str {
+        &self.json_fields
+    }
+}
+
+impl Default for OnlineSnapshot {
+    fn default() -> OnlineSnapshot {
+        OnlineSnapshot::new(Vec::new(), 0)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -179,7 +205,7 @@ impl Presence {
             names.sort_unstable();
             let count = names.len();
             names.truncate(MAX_ONLINE_NAMES);
-            state.snapshot = Arc::new(OnlineSnapshot { names, count });
+            state.snapshot = Arc::new(OnlineSnapshot::new(names, count));
             state.built_at = now;
             state.dirty = false;
         }

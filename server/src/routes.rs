@@ -28,7 +28,7 @@ use crate::room::{Room, SaveError};
 const REFUSED_POLL_DELAY: Duration = Duration::from_secs(1);
 
 /// Query parameters the server writes itself; a client's value for them is not echoed.
-const SERVER_FIELDS: [&str; 3] = ["msgList", "error", "online"];
+const SERVER_FIELDS: [&str; 4] = ["msgList", "error", "online", "onlineCount"];
 
 /// Everything the handlers share. Built once, outside the `HttpServer::new` closure.
 #[derive(Debug)]
@@ -169,7 +169,8 @@ impl Reply {
         jsonp::response(self.render(time, messages, online))
     }
 
-    /// The JSONP body of the answer.
+    /// The JSONP body of the answer: the echoed fields with `time`, then `msgList` and the
+    /// online list, serialized directly (a fan-out renders this once per held pop).
     fn render(
         mut self,
         time: u64,
@@ -178,19 +179,19 @@ impl Reply {
     ) -> String {
         // `insert` keeps an echoed key in its place, as assigning to it did in the original.
         self.fields.insert("time".to_owned(), Value::from(time));
-        let list = messages
-            .iter()
-            .map(|message| serde_json::to_value(message).unwrap_or(Value::Null))
-            .collect();
-        self.fields.insert("msgList".to_owned(), Value::Array(list));
-        if let Some(online) = online {
-            let names = online.names.iter().cloned().map(Value::String).collect();
-            self.fields.insert("online".to_owned(), Value::Array(names));
-            self.fields
-                .insert("onlineCount".to_owned(), Value::from(online.count));
+        // A map of strings and numbers, and plain messages, always serialize.
+        let mut json = serde_json::to_string(&self.fields).unwrap_or_else(|_| "{}".to_owned());
+        json.pop(); // the closing brace; the server's list fields follow
+        if json.len() > 1 {
+            json.push(',');
         }
-        // A map of strings and numbers always serializes.
-        let json = serde_json::to_string(&self.fields).unwrap_or_default();
+        json.push_str("\"msgList\":");
+        json.push_str(&serde_json::to_string(messages).unwrap_or_else(|_| "[]".to_owned()));
+        if let Some(online) = online {
+            json.push(',');
+            json.push_str(online.json_fields());
+        }
+        json.push('}');
         jsonp::render_body(&self.callback, &json)
     }
 
