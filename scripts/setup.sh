@@ -57,6 +57,10 @@ ensure_browser() {
   if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
     apt_install chromium chromium-driver
   fi
+  # A CJK font, so that the browser tests' screenshots show the Chinese texts.
+  if ! fc-list 2>/dev/null | grep -qi "wenquanyi"; then
+    apt_install fonts-wqy-zenhei
+  fi
 }
 
 ensure_legacy_pages() {
@@ -71,8 +75,6 @@ export PATH="$HOME/.cargo/bin:$PATH"
 ensure_web_tools
 if [ "$what" = test ]; then
   ensure_node
-  if [ -d e2e/legacy ]; then
-    ensure_browser
-    ensure_legacy_pages
-  fi
+  ensure_browser
+  ensure_legacy_pages
 fi

@@ -1,0 +1,162 @@
+//! The page: state, the connection, and the layout of the other components.
+
+use std::rc::Rc;
+
+use yew::prelude::*;
+
+use super::composer::Composer;
+use super::message_list::MessageList;
+use super::nickname_form::NicknameForm;
+use super::online_list::OnlineList;
+use super::status_bar::StatusBar;
+use crate::hooks::use_chat_session::use_chat_session;
+use crate::hooks::use_send_message::{use_send_message, Outgoing};
+use crate::services::jsonp::JsonpClient;
+use crate::services::{server_url, storage};
+use crate::state::{Action, State};
+
+/// The whole chat page.
+#[component]
+pub fn App() -> Html {
+    let state = use_reducer(|| State::new(storage::load_nickname()));
+    let client: Rc<JsonpClient> = use_memo((), |_| JsonpClient::new(server_url::server_base_url()));
+    use_chat_session(client.clone(), state.nickname.clone(), state.dispatcher());
+    let send_message = use_send_message(client.clone(), state.dispatcher());
+
+    // Browser tests wait for this before touching the page.
+    use_effect_with((), |_| {
+        mark_body("data-ready", "1");
+    });
+
+    use_effect_with(state.nickname.clone(), |nickname| {
+        if let Some(nickname) = nickname {
+            storage::save_nickname(nickname);
+        }
+    });
+
+    // Leaving the nickname form puts the cursor where the reader will type next.
+    let in_room = state.nickname.is_some() && !state.editing_nickname;
+    use_effect_with(in_room, |in_room| {
+        if *in_room {
+            focus_element("message-input");
+        }
+    });
+
+    let on_choose_nickname = {
+        let dispatcher = state.dispatcher();
+        Callback::from(move |name: String| dispatcher.dispatch(Action::ChooseNickname(name)))
+    };
+    let on_cancel_nickname = {
+        let dispatcher = state.dispatcher();
+        Callback::from(move |()| dispatcher.dispatch(Action::CancelNicknameEdit))
+    };
+    let on_change_name = {
+        let dispatcher = state.dispatcher();
+        Callback::from(move |_: MouseEvent| dispatcher.dispatch(Action::EditNickname))
+    };
+    let on_draft = {
+        let dispatcher = state.dispatcher();
+        Callback::from(move |draft: String| dispatcher.dispatch(Action::DraftChanged(draft)))
+    };
+    let on_send = {
+        let state = state.clone();
+        Callback::from(move |()| {
+            // Read at the time of the click: `state` derefs to the latest state, so a second
+            // Enter before the next render sees `Sending` and is ignored.
+            let Some(name) = state.nickname.clone() else {
+                return;
+            };
+            if !state.can_send() {
+                return;
+            }
+            let text = state.draft.clone();
+            state.dispatch(Action::SendStarted);
+            send_message.emit(Outgoing { name, text });
+        })
+    };
+
+    let nickname_form = state.editing_nickname.then(|| {
+        html! {
+            <NicknameForm
+                initial={state.nickname.clone().unwrap_or_default()}
+                notice={state.nickname_notice.clone()}
+                on_submit={on_choose_nickname}
+                on_cancel={state.nickname.is_some().then_some(on_cancel_nickname)}
+            />
+        }
+    });
+
+    let room = state.nickname.as_ref().map(|nickname| {
+        html! {
+            <div class="room">
+                <main class="conversation" aria-label="Conversation">
+                    <MessageList
+                        messages={state.messages().clone()}
+                        own_names={state.own_names.clone()}
+                    />
+                    <Composer
+                        draft={state.draft.clone()}
+                        send={state.send.clone()}
+                        can_send={state.can_send()}
+                        problem={state.draft_problem()}
+                        length={state.draft_len()}
+                        counter_visible={state.counter_visible()}
+                        on_input={on_draft}
+                        on_send={on_send}
+                    />
+                </main>
+                <OnlineList
+                    names={state.online.clone()}
+                    count={state.online_count}
+                    own_name={nickname.clone()}
+                />
+            </div>
+        }
+    });
+
+    html! {
+        <div class="app">
+            <header class="top-bar">
+                <h1 class="title">{ "Chat" }</h1>
+                <StatusBar status={state.connection_status()} server={client.base_url().to_owned()} />
+                if let Some(nickname) = &state.nickname {
+                    <div class="identity">
+                        <span class="identity-name">
+                            { "You are " }<strong id="own-name">{ nickname.clone() }</strong>
+                        </span>
+                        if !state.editing_nickname {
+                            <button id="change-name" type="button" class="button secondary" onclick={on_change_name}>
+                                { "Change name" }
+                            </button>
+                        }
+                    </div>
+                }
+            </header>
+            { nickname_form }
+            { room }
+        </div>
+    }
+}
+
+/// Sets an attribute on `<body>`; nothing happens outside a browser.
+fn mark_body(attribute: &str, value: &str) {
+    if let Some(body) = web_sys::window()
+        .and_then(|window| window.document())
+        .and_then(|document| document.body())
+    {
+        let _ignored = body.set_attribute(attribute, value);
+    }
+}
+
+/// Moves keyboard focus to the element with this `id`, if it exists.
+fn focus_element(id: &str) {
+    use wasm_bindgen::JsCast;
+
+    if let Some(element) = web_sys::window()
+        .and_then(|window| window.document())
+        .and_then(|document| document.get_element_by_id(id))
+        .and_then(|element| element.dyn_into::<web_sys::HtmlElement>().ok())
+    {
+        let _ignored = element.focus();
+    }
+}

@@ -1,0 +1,186 @@
+//! The conversation, oldest first, following new messages unless the reader scrolled up.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use chat_shared::Message;
+use wasm_bindgen::JsValue;
+use web_sys::Element;
+use yew::prelude::*;
+
+use crate::state::{is_own, message_kind, MessageKind};
+
+/// How close to the bottom, in CSS pixels, still counts as "at the bottom" (a reader rarely
+/// lands exactly on it, and zoom makes sizes fractional).
+const AT_BOTTOM_SLACK_PX: i32 = 48;
+
+/// Props of [`MessageList`].
+#[derive(Debug, Clone, PartialEq, Properties)]
+pub struct MessageListProps {
+    /// The messages, sorted by time and unique (the reducer's invariant).
+    pub messages: Rc<Vec<Message>>,
+    /// The names whose messages are marked as the reader's own.
+    pub own_names: Vec<String>,
+}
+
+/// The message log: `<ol id="messages">` of `<li class="message" data-time="...">`, with
+/// `own` and `system` classes. New messages scroll into view while the reader is at the
+/// bottom; when they have scrolled up, a "new messages" button appears instead.
+#[component]
+pub fn MessageList(props: &MessageListProps) -> Html {
+    let list_ref = use_node_ref();
+    // Whether the reader is at the bottom: read in the effect, written on scroll. A ref, not
+    // state, because scrolling alone changes nothing on screen.
+    let following: Rc<RefCell<bool>> = use_mut_ref(|| true);
+    let unseen = use_state_eq(|| false);
+
+    let newest = props.messages.last();
+    let newest_is_own = newest.is_some_and(|message| is_own(&props.own_names, message));
+    {
+        let list_ref = list_ref.clone();
+        let following = following.clone();
+        let unseen = unseen.clone();
+        // Runs after the DOM has the new messages, so the scroll height includes them.
+        use_effect_with(
+            (newest.map(|message| message.time), props.messages.len()),
+            move |_| {
+                // Our own message is always shown: we just sent it.
+                if *following.borrow() || newest_is_own {
+                    scroll_to_bottom(&list_ref);
+                    *following.borrow_mut() = true;
+                    unseen.set(false);
+                } else {
+                    unseen.set(true);
+                }
+            },
+        );
+    }
+
+    let onscroll = {
+        let list_ref = list_ref.clone();
+        let following = following.clone();
+        let unseen = unseen.clone();
+        Callback::from(move |_: Event| {
+            let at_bottom = list_ref
+                .cast::<Element>()
+                .is_some_and(|list| is_at_bottom(&list));
+            *following.borrow_mut() = at_bottom;
+            if at_bottom {
+                unseen.set(false);
+            }
+        })
+    };
+
+    let on_show_new = {
+        let list_ref = list_ref.clone();
+        let unseen = unseen.clone();
+        Callback::from(move |_: MouseEvent| {
+            scroll_to_bottom(&list_ref);
+            *following.borrow_mut() = true;
+            unseen.set(false);
+            if let Some(list) = list_ref.cast::<web_sys::HtmlElement>() {
+                // Keyboard users continue from the conversation, not from a vanished button.
+                let _ignored = list.focus();
+            }
+        })
+    };
+
+    html! {
+        <div class="message-pane">
+            if props.messages.is_empty() {
+                <p class="empty-hint">{ "No messages yet. Say hello!" }</p>
+            }
+            <ol
+                id="messages"
+                class="messages"
+                ref={list_ref}
+                role="log"
+                aria-live="polite"
+                aria-relevant="additions"
+                aria-label="Messages"
+                tabindex="0"
+                {onscroll}
+            >
+                { for props.messages.iter().map(|message| view_message(message, is_own(&props.own_names, message))) }
+            </ol>
+            if *unseen {
+                <button id="new-messages" type="button" class="new-messages" onclick={on_show_new}>
+                    { "New messages ↓" }
+                </button>
+            }
+        </div>
+    }
+}
+
+/// One `<li>`. Every piece of message content is a text node, which Yew escapes: no markup a
+/// sender writes is ever interpreted.
+fn view_message(message: &Message, own: bool) -> Html {
+    let (clock, full_date) = local_time(message.time);
+    let kind = message_kind(message);
+    let classes = classes!(
+        "message",
+        own.then_some("own"),
+        (kind != MessageKind::Text).then_some("system"),
+        match kind {
+            MessageKind::Joined => Some("joined"),
+            MessageKind::Left => Some("left"),
+            MessageKind::Text => None,
+        },
+    );
+    let time = html! {
+        <time class="time" datetime={full_date.clone()} title={full_date}>{ clock }</time>
+    };
+    let body = match kind {
+        MessageKind::Text => html! {
+            <>
+                <div class="meta">
+                    <span class="name">{ message.name.clone() }</span>
+                    if own {
+                        <span class="visually-hidden">{ " (you)" }</span>
+                    }
+                    { time }
+                </div>
+                <p class="text">{ message.msg.clone() }</p>
+            </>
+        },
+        MessageKind::Joined | MessageKind::Left => {
+            let verb = if kind == MessageKind::Joined {
+                "joined"
+            } else {
+                "left"
+            };
+            html! {
+                <p class="text">
+                    <span class="name">{ message.name.clone() }</span>
+                    { format!(" {verb} ") }
+                    <span class="original" lang="zh">{ format!("({})", message.msg) }</span>
+                    { " " }
+                    { time }
+                </p>
+            }
+        }
+    };
+    html! {
+        <li key={message.time.to_string()} class={classes} data-time={message.time.to_string()}>
+            { body }
+        </li>
+    }
+}
+
+/// `HH:MM` in the reader's time zone, and the full date-time (ISO 8601, UTC) for `datetime`.
+fn local_time(time_ms: u64) -> (String, String) {
+    // Millisecond times stay below 2^53 for the next 285,000 years, so `f64` is exact.
+    let date = js_sys::Date::new(&JsValue::from_f64(time_ms as f64));
+    let clock = format!("{:02}:{:02}", date.get_hours(), date.get_minutes());
+    (clock, String::from(date.to_iso_string()))
+}
+
+fn is_at_bottom(list: &Element) -> bool {
+    list.scroll_height() - list.scroll_top() - list.client_height() <= AT_BOTTOM_SLACK_PX
+}
+
+fn scroll_to_bottom(list_ref: &NodeRef) {
+    if let Some(list) = list_ref.cast::<Element>() {
+        list.set_scroll_top(list.scroll_height());
+    }
+}

@@ -1,0 +1,9 @@
+//! The page's function components. They render state and turn events into callbacks; the
+//! work happens in `hooks/` and the rules in `state.rs`.
+
+pub mod app;
+pub mod composer;
+pub mod message_list;
+pub mod nickname_form;
+pub mod online_list;
+pub mod status_bar;
