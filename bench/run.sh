@@ -4,7 +4,8 @@
 # with the same loadgen scenarios. Writes bench/results/<date>/*.json and prints the table that
 # goes into BENCHMARKS.md (also saved as bench/results/<date>/table.md).
 #
-# Sizes can be changed through the environment: POLLERS (10000), RATE (2), FANOUT_SECONDS (10),
+# Sizes can be changed through the environment: POLLERS (10000), RATE (0.5: one message fanned
+# out at a time, every 2 s), FANOUT_SECONDS (20),
 # PUSHERS (64), PUSH_SECONDS (10), HISTORY (100000), IDLE_SECONDS (10).
 # Everything runs on 127.0.0.1 and stops by itself.
 set -euo pipefail
@@ -12,8 +13,8 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
 POLLERS="${POLLERS:-10000}"
-RATE="${RATE:-2}"
-FANOUT_SECONDS="${FANOUT_SECONDS:-10}"
+RATE="${RATE:-0.5}"
+FANOUT_SECONDS="${FANOUT_SECONDS:-20}"
 PUSHERS="${PUSHERS:-64}"
 PUSH_SECONDS="${PUSH_SECONDS:-10}"
 HISTORY="${HISTORY:-100000}"

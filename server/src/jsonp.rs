@@ -16,16 +16,35 @@ pub const JAVASCRIPT_CONTENT_TYPE: &str = "application/javascript; charset=utf-8
 /// inside a `<script>` element or a JavaScript source file. Those characters can only occur
 /// inside JSON strings, where a `\u` escape means the same thing.
 pub fn push_escaped_json(out: &mut String, json: &str) {
-    for c in json.chars() {
-        match c {
-            '<' => out.push_str("\\u003c"),
-            '>' => out.push_str("\\u003e"),
-            '&' => out.push_str("\\u0026"),
-            '\u{2028}' => out.push_str("\\u2028"),
-            '\u{2029}' => out.push_str("\\u2029"),
-            other => out.push(other),
+    let bytes = json.as_bytes();
+    let mut copied = 0;
+    let mut idx = 0;
+    while idx < bytes.len() {
+        let escape = match bytes[idx] {
+            b'<' => Some(("\\u003c", 1)),
+            b'>' => Some(("\\u003e", 1)),
+            b'&' => Some(("\\u0026", 1)),
+            // U+2028 and U+2029 are E2 80 A8 and E2 80 A9 in UTF-8.
+            0xE2 if bytes.get(idx + 1) == Some(&0x80) && bytes.get(idx + 2) == Some(&0xA8) => {
+                Some(("\\u2028", 3))
+            }
+            0xE2 if bytes.get(idx + 1) == Some(&0x80) && bytes.get(idx + 2) == Some(&0xA9) => {
+                Some(("\\u2029", 3))
+            }
+            _ => None,
+        };
+        match escape {
+            Some((replacement, width)) => {
+                // `idx` is at a character boundary: every byte matched above starts a character.
+                out.push_str(&json[copied..idx]);
+                out.push_str(replacement);
+                idx += width;
+                copied = idx;
+            }
+            None => idx += 1,
         }
     }
+    out.push_str(&json[copied..]);
 }
 
 /// The JSONP body `/**/<callback>(<json>);` for an already-serialized JSON value.
@@ -81,6 +100,19 @@ fn insert_headers(response: &mut HttpResponse) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leaves_other_characters_alone_including_neighbours_of_the_line_separators() {
+        let mut out = String::new();
+        push_escaped_json(
+            &mut out,
+            "\"\u{2026}\u{2027}\u{202A}中文 a<b \u{2028}x\u{2029}\"",
+        );
+        assert_eq!(
+            out,
+            "\"\u{2026}\u{2027}\u{202A}中文 a\\u003cb \\u2028x\\u2029\""
+        );
+    }
 
     #[test]
     fn escapes_script_breaking_characters_inside_strings() {

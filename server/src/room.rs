@@ -2,9 +2,11 @@
 //! handle through which requests save messages.
 //!
 //! `Room` is a cheap `Clone` handle. Its state sits behind a `std::sync::RwLock` held only for
-//! short, non-async sections. The writer thread publishes each durable batch into the state and
-//! then bumps a `tokio::sync::watch` channel carrying the newest time; every held pop waits on
-//! that channel, so a push wakes all of them at once (event-driven fan-out, no re-check timer).
+//! short, non-async sections. The writer thread inserts each durable batch into the state,
+//! answers the pushers, and then bumps a `tokio::sync::watch` channel carrying the newest time;
+//! every held pop waits on that channel, so a push wakes all of them at once (event-driven
+//! fan-out, no re-check timer). Answering the pushers first keeps a push's acknowledgement from
+//! queueing behind the fan-out to thousands of held pops.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, RwLock};
@@ -50,28 +52,39 @@ pub struct RoomShared {
 }
 
 impl RoomShared {
-    /// Adds a durable batch (times strictly increasing) and wakes every held pop. Messages at
-    /// or before `chunked_through` (ms) may leave memory: they can be read from disk.
-    pub(crate) fn publish(&self, messages: &[Message], chunked_through: u64) {
-        let Some(last) = messages.last() else { return };
-        {
-            let mut state = self
-                .state
-                .write()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            state.recent.extend(messages.iter().cloned());
-            state.n_messages += messages.len() as u64;
-            while state.recent.len() > self.memory_limit {
-                match state.recent.front() {
-                    Some(oldest) if oldest.time <= chunked_through => {
-                        state.older_through = oldest.time;
-                        state.recent.pop_front();
-                    }
-                    _ => break,
+    /// Adds a durable batch (times strictly increasing) to memory, where new pops see it at
+    /// once; held pops are woken by [`RoomShared::notify`]. Messages at or before
+    /// `chunked_through` (ms) may leave memory: they can be read from disk.
+    pub(crate) fn insert(&self, messages: &[Message], chunked_through: u64) {
+        let mut state = self
+            .state
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        state.recent.extend(messages.iter().cloned());
+        state.n_messages += messages.len() as u64;
+        while state.recent.len() > self.memory_limit {
+            match state.recent.front() {
+                Some(oldest) if oldest.time <= chunked_through => {
+                    state.older_through = oldest.time;
+                    state.recent.pop_front();
                 }
+                _ => break,
             }
         }
-        self.newest.send_replace(last.time);
+    }
+
+    /// Wakes every held pop: messages up to `newest_time` (ms) were inserted.
+    pub(crate) fn notify(&self, newest_time: u64) {
+        self.newest.send_replace(newest_time);
+    }
+
+    /// Time of the newest message in memory (0 for an empty room).
+    fn newest_time(&self) -> u64 {
+        let state = self
+            .state
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        state.recent.back().map_or(0, |message| message.time)
     }
 }
 
@@ -175,7 +188,9 @@ impl Room {
 
     /// Time of the newest message, ms since the Unix epoch (0 for an empty room).
     pub fn newest_time(&self) -> u64 {
-        *self.inner.shared.newest.borrow()
+        // From the state, not the wake-up channel: a message is visible to new pops as soon as
+        // it is inserted, a moment before held pops are woken.
+        self.inner.shared.newest_time()
     }
 
     /// How many messages the room holds.

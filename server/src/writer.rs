@@ -3,9 +3,9 @@
 //! Saves arrive on a channel. The thread takes the first, then everything else already
 //! waiting (group commit), gives each message its time (`max(now_ms, last_time + 1)`, so times
 //! are unique and strictly increasing even when the wall clock steps back), appends the batch to
-//! the write-ahead log with one fsync, publishes it to the room (waking every held pop), and
-//! only then answers the waiting requests. A message is therefore never delivered before it is
-//! durable, and never acknowledged before it is delivered-to-be.
+//! the write-ahead log with one fsync, inserts it into the room (new pops see it from then on),
+//! answers the waiting requests, and then wakes every held pop. A message is therefore never
+//! delivered or acknowledged before it is durable.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -61,12 +61,16 @@ pub fn spawn(
             }
             let result = store.append(&messages).map_err(Arc::new);
             match &result {
-                Ok(()) => room.publish(&messages, store.chunked_through()),
+                Ok(()) => room.insert(&messages, store.chunked_through()),
                 Err(error) => tracing::error!(error = %error, n_messages = messages.len(), "could not save messages"),
             }
+            let newest = messages.last().map(|message| message.time);
             for (WriteCommand::Append { reply, .. }, message) in batch.drain(..).zip(messages.drain(..)) {
                 // The requester may have gone away; its message is saved all the same.
                 let _ = reply.send(result.clone().map(|()| message));
+            }
+            if let (Ok(()), Some(newest)) = (&result, newest) {
+                room.notify(newest);
             }
         }
         if let Err(error) = store.compact() {

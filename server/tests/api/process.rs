@@ -11,10 +11,18 @@ use std::time::Duration;
 
 use crate::support::{call_once, texts};
 
-/// A running `chat-server` process and the address it printed.
+/// A running `chat-server` process and the address it printed; killed when dropped, so a
+/// failing test leaves no server behind.
 struct ServerProcess {
     child: Child,
     base_url: String,
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn start_binary(data_dir: &Path) -> ServerProcess {
