@@ -7,7 +7,7 @@
 //! leaves and at most once a second otherwise, so that a fan-out to thousands of held pops does
 //! not rebuild it thousands of times.
 
-use std::collections::HashMap;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -196,15 +196,27 @@ impl Presence {
             state
                 .names
                 .retain(|_, seen| seen.n_held > 0 || seen.is_online(now, linger));
-            let mut names: Vec<String> = state
-                .names
-                .iter()
-                .filter(|(_, seen)| seen.is_online(now, linger))
-                .map(|(name, _)| name.clone())
+            // The first MAX_ONLINE_NAMES names in order, found with a bounded max-heap so a
+            // room of tens of thousands costs one pass and no copies of the rest.
+            let mut first: BinaryHeap<&str> = BinaryHeap::with_capacity(MAX_ONLINE_NAMES + 1);
+            let mut count = 0;
+            for (name, seen) in &state.names {
+                if !seen.is_online(now, linger) {
+                    continue;
+                }
+                count += 1;
+                if first.len() < MAX_ONLINE_NAMES {
+                    first.push(name);
+                } else if first.peek().is_some_and(|&largest| name.as_str() < largest) {
+                    first.pop();
+                    first.push(name);
+                }
+            }
+            let names: Vec<String> = first
+                .into_sorted_vec()
+                .into_iter()
+                .map(str::to_owned)
                 .collect();
-            names.sort_unstable();
-            let count = names.len();
-            names.truncate(MAX_ONLINE_NAMES);
             state.snapshot = Arc::new(OnlineSnapshot::new(names, count));
             state.built_at = now;
             state.dirty = false;
