@@ -9,9 +9,8 @@ export PATH="$HOME/.cargo/bin:$PATH"
 scripts/setup.sh run
 trunk build --release --offline
 cargo build --release -p chat-server
-port="${CHAT_BIND:-0.0.0.0:8973}"
-port="${port##*:}"
 echo
-echo "Open http://localhost:${port}/ in a browser (legacy pages: point them at the same address)."
+echo "Open the address of the 'listening on http://...' line below in a browser"
+echo "(on this machine: http://localhost:<its port>/); legacy pages use the same address."
 echo
 exec target/release/chat-server "$@"

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 cargo build -q -p chat-server -p loadgen
 data_dir="$(mktemp -d)"
 log="$data_dir/server.log"
-target/debug/chat-server --bind 127.0.0.1:0 --data-dir "$data_dir/data" \
+RUST_LOG=info target/debug/chat-server --bind 127.0.0.1:0 --data-dir "$data_dir/data" \
   --push-burst 1000000 --push-rate 1000000 --max-polls-per-ip 100000 --poll-timeout 5 2>"$log" &
 server_pid=$!
 trap 'kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; rm -rf "$data_dir"' EXIT

@@ -137,7 +137,14 @@ impl HeldPolls {
 /// the nearest address in `X-Forwarded-For` that is not a trusted proxy (walking the header
 /// from the right, since each proxy appends the address it saw).
 pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted_proxies: &[IpAddr]) -> IpAddr {
-    if !trusted_proxies.contains(&peer) {
+    // On a dual-stack listener an IPv4 peer appears as `::ffff:a.b.c.d`: compare canonically.
+    let peer = peer.to_canonical();
+    let is_trusted = |ip: IpAddr| {
+        trusted_proxies
+            .iter()
+            .any(|proxy| proxy.to_canonical() == ip)
+    };
+    if !is_trusted(peer) {
         return peer;
     }
     let Some(header) = forwarded_for else {
@@ -147,8 +154,8 @@ pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted_proxies: &[I
     for hop in header.rsplit(',') {
         match hop.trim().parse::<IpAddr>() {
             Ok(ip) => {
-                client = ip;
-                if !trusted_proxies.contains(&ip) {
+                client = ip.to_canonical();
+                if !is_trusted(client) {
                     break;
                 }
             }
@@ -188,6 +195,13 @@ mod tests {
             ip("1.2.3.4")
         );
         assert_eq!(client_ip(proxy, Some("garbage"), &[proxy]), proxy);
+        // A dual-stack listener sees IPv4 peers as IPv4-mapped IPv6 addresses.
+        let mapped = ip("::ffff:127.0.0.1");
+        assert_eq!(client_ip(mapped, Some("1.2.3.4"), &[proxy]), ip("1.2.3.4"));
+        assert_eq!(
+            client_ip(ip("::ffff:10.0.0.9"), None, &[proxy]),
+            ip("10.0.0.9")
+        );
     }
 
     #[test]

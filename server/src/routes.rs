@@ -127,7 +127,9 @@ fn classify(http_method: &HttpMethod, query: &Query) -> RequestKind {
     let time_missing = query.value("time").is_none_or(str::is_empty);
     match method {
         _ if time_missing || is_post => RequestKind::Join,
-        None => RequestKind::Join,
+        // `!res.method` in the original: an empty value (jQuery's `method=` for an undefined
+        // field) is as good as none.
+        None | Some("") => RequestKind::Join,
         Some(value) => match Method::parse(value) {
             Method::Push => RequestKind::Push,
             Method::Exit => RequestKind::Exit,
@@ -248,7 +250,11 @@ async fn chat(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     }
     let query = Query::parse(raw_query);
     let callback = match query.get("callback") {
+        // `res.callback || "callback"` in the original: an empty name is the default.
         None => CallbackName::default_name(),
+        Some(param) if param.value.is_empty() && param.error.is_none() => {
+            CallbackName::default_name()
+        }
         Some(param) if param.error.is_some() => {
             return plain_text(
                 actix_web::http::StatusCode::BAD_REQUEST,
@@ -275,15 +281,24 @@ async fn chat(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
         .and_then(|value| value.to_str().ok());
     let ip = client_ip(peer, forwarded_for, &state.settings.trusted_proxies);
     let kind = classify(request.method(), &query);
+    let closing = *state.room.shutdown_signal().borrow();
     tracing::Span::current().record("kind", tracing::field::debug(kind));
     let reply = Reply::new(callback, &query);
     // The request's head shares the connection's 8 KiB read buffer; a held pop that kept it
     // would cost that buffer for its whole hold time. Everything needed was copied out above.
     drop(request);
-    match kind {
+    let mut response = match kind {
         RequestKind::Pop => pop(state, reply, &query, ip).await,
         save_kind => save(&state, reply, &query, save_kind, ip).await,
+    };
+    if closing {
+        // Keep-alive connections are still served while the server drains; closing them makes
+        // a legacy page reconnect (and find the server gone) instead of re-polling in a loop.
+        response
+            .head_mut()
+            .set_connection_type(actix_web::http::ConnectionType::Close);
     }
+    response
 }
 
 async fn save(
@@ -506,6 +521,7 @@ mod tests {
             (&get, "name=a&method=pop&time=5", RequestKind::Pop),
             (&get, "name=a&method=anything&time=5", RequestKind::Pop),
             (&get, "name=a&method=PUSH&time=5", RequestKind::Pop),
+            (&get, "name=a&method=&time=5", RequestKind::Join),
             (&post, "name=a&method=pop&time=5", RequestKind::Join),
             (&post, "name=a&method=exit&time=5", RequestKind::Exit),
             (&post, "name=a&method=exit", RequestKind::Exit),

@@ -54,6 +54,12 @@ impl Application {
     /// The data folder cannot be loaded (a file that cannot be parsed is named with its
     /// position), or the address cannot be bound.
     pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
+        // Bind first: a busy port is reported before the data folder is touched.
+        let listener = TcpListener::bind(settings.bind)
+            .with_context(|| format!("cannot listen on {}", settings.bind))?;
+        let local_addr = listener
+            .local_addr()
+            .context("cannot read the bound address")?;
         let data_dir = settings.data_dir.clone();
         let (memory_messages, compact_after) = (settings.memory_messages, settings.compact_after);
         let loaded = tokio::task::spawn_blocking(move || {
@@ -86,11 +92,6 @@ impl Application {
             settings: Arc::new(settings.clone()),
         });
 
-        let listener = TcpListener::bind(settings.bind)
-            .with_context(|| format!("cannot listen on {}", settings.bind))?;
-        let local_addr = listener
-            .local_addr()
-            .context("cannot read the bound address")?;
         let app_state = state.clone();
         let static_dir = settings.effective_static_dir();
         if let Some(dir) = &static_dir {

@@ -55,7 +55,7 @@ pub fn spawn(
             }
             let mut last_time = store.last_time();
             for WriteCommand::Append { name, msg, .. } in &batch {
-                let time = clock.now_ms().max(last_time + 1);
+                let time = clock.now_ms().max(last_time.saturating_add(1));
                 last_time = time;
                 messages.push(Message { name: name.clone(), msg: msg.clone(), time });
             }

@@ -65,15 +65,26 @@ fn millis_number_or_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result
         Number(u64),
         Text(String),
     }
-    match Millis::deserialize(deserializer)? {
-        Millis::Number(ms) => Ok(ms),
+    let ms = match Millis::deserialize(deserializer)? {
+        Millis::Number(ms) => ms,
         Millis::Text(text) => text.parse().map_err(|_| {
             D::Error::custom(format!(
                 "time {text:?} is not a whole number of milliseconds"
             ))
-        }),
+        })?,
+    };
+    // A client cursor has at most 15 digits (`Cursor::parse`): a later time could never be
+    // sent back, and its client would loop.
+    if ms > MAX_TIME_MS {
+        return Err(D::Error::custom(format!(
+            "time {ms} is beyond {MAX_TIME_MS}, the largest time a client can send back"
+        )));
     }
+    Ok(ms)
 }
+
+/// The largest message time accepted from a data file, in ms: 15 digits, as a cursor.
+pub const MAX_TIME_MS: u64 = 999_999_999_999_999;
 
 #[cfg(test)]
 mod tests {
@@ -113,6 +124,8 @@ mod tests {
     fn a_message_without_time_is_an_error() {
         assert!(serde_json::from_str::<StoredMessage>(r#"{"name":"a","msg":"b"}"#).is_err());
         assert!(serde_json::from_str::<StoredMessage>(r#"{"time":"soon"}"#).is_err());
+        assert!(serde_json::from_str::<StoredMessage>(r#"{"time":18446744073709551615}"#).is_err());
+        assert!(serde_json::from_str::<StoredMessage>(r#"{"time":999999999999999}"#).is_ok());
     }
 
     #[test]

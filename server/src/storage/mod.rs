@@ -36,6 +36,12 @@ pub enum StorageError {
         /// The operating system's error.
         source: std::io::Error,
     },
+    /// Another process (a second `chat-server`) has the data folder open.
+    #[error("{path}: the data folder is in use by another chat-server process")]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
     /// A data file cannot be parsed; the server refuses to start and never overwrites it.
     #[error("{path}: cannot be parsed at {position}: {reason}")]
     Corrupt {
@@ -110,7 +116,10 @@ impl ChunkIndex {
                     break;
                 }
             }
-            for message in files::read_message_file(&meta.path)? {
+            let mut messages = files::read_message_file(&meta.path)?;
+            // Legacy files are not guaranteed to be in order; the loader sorted them the same way.
+            messages.sort_by_key(|message| message.time);
+            for message in messages {
                 if message.time <= after_ms {
                     continue;
                 }
@@ -135,9 +144,29 @@ impl ChunkIndex {
     }
 }
 
+/// The file whose exclusive lock marks a data folder as in use.
+pub const LOCK_FILE: &str = ".chat-server.lock";
+
+fn lock_data_dir(dir: &Path) -> Result<fs::File, StorageError> {
+    let path = dir.join(LOCK_FILE);
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| StorageError::io(&path, source))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(StorageError::Locked { path }),
+        Err(fs::TryLockError::Error(source)) => Err(StorageError::io(&path, source)),
+    }
+}
+
 /// The room's durable history, owned by the writer thread.
 #[derive(Debug)]
 pub struct Store {
+    /// Held for the store's life: the exclusive lock on the data folder.
+    _lock: fs::File,
     dir: PathBuf,
     wal: Wal,
     /// Messages not in any chunk file (those of `data.json` and the log), oldest first.
@@ -191,6 +220,9 @@ impl Store {
         compact_after: usize,
     ) -> Result<Loaded, StorageError> {
         fs::create_dir_all(dir).map_err(|source| StorageError::io(dir, source))?;
+        // Before anything is read or repaired: a second server on the same folder would cut
+        // the first one's log and empty it on its way out.
+        let lock = lock_data_dir(dir)?;
         let chunk_dir = dir.join(CHUNK_DIR);
         files::remove_temp_files(dir)?;
         files::remove_temp_files(&chunk_dir)?;
@@ -296,6 +328,7 @@ impl Store {
             chunks.push(meta);
         }
         let store = Store {
+            _lock: lock,
             dir: dir.to_owned(),
             wal,
             tail,
@@ -369,7 +402,8 @@ impl Store {
                 files::sync_dir(&self.dir).map_err(|source| StorageError::io(&self.dir, source))?;
             }
             let mut next_index = 0usize;
-            for slice in self.tail[..n_to_chunk].chunks(MESSAGES_PER_FILE) {
+            for _ in 0..n_to_chunk / MESSAGES_PER_FILE {
+                let slice = &self.tail[..MESSAGES_PER_FILE];
                 // As the original: `<save-time>-<n>.json`, save-time being the newest time.
                 let path = loop {
                     let candidate = chunk_dir.join(format!("{}-{next_index}.json", self.last_time));
@@ -385,8 +419,10 @@ impl Store {
                     first_time: first.time,
                     last_time: last.time,
                 });
+                // At once, chunk by chunk: if a later chunk fails, a retry must not write these
+                // messages into a second chunk file.
+                self.tail.drain(..MESSAGES_PER_FILE);
             }
-            self.tail.drain(..n_to_chunk);
         }
         files::write_atomic(
             &self.dir.join(DATA_FILE),

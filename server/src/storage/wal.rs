@@ -27,6 +27,9 @@ pub struct Wal {
     len: u64,
     /// How many records it holds.
     n_records: usize,
+    /// A failed append could not be cut back: the end of the file holds garbage, so nothing
+    /// more may be appended behind it (the next start cuts it off as a torn tail).
+    broken: bool,
 }
 
 /// Appends the log line of `message` to `out`.
@@ -121,6 +124,7 @@ impl Wal {
                 file,
                 len,
                 n_records,
+                broken: false,
             },
             messages,
         ))

@@ -267,3 +267,19 @@ async fn no_callback_parameter_uses_callback() {
     let (calls, error) = crate::support::run_jsonp(&app.get("/?name=a").await.body, "callback");
     assert_eq!((calls.len(), error), (1, None));
 }
+
+#[tokio::test]
+async fn an_empty_callback_or_method_behaves_as_in_the_original() {
+    // `res.callback || "callback"` and `!res.method`: empty values count as missing.
+    let app = spawn_app().await;
+    let joined = app.call("/?name=a&callback=", "callback").await;
+    assert_eq!(joined["msg"], "加入聊天室");
+    let time = joined["time"].as_u64().unwrap();
+    let empty_method = app
+        .call(&format!("/?name=a&method=&time={time}"), "callback")
+        .await;
+    assert_eq!(
+        empty_method["msg"], "加入聊天室",
+        "an empty method is a join"
+    );
+}

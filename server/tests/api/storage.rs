@@ -259,3 +259,18 @@ async fn a_torn_write_ahead_log_tail_is_cut_off_and_the_rest_loads() {
     assert_eq!(texts(&app.all_messages().await), ["kept"]);
     assert!(app.push("a", "next").await > 10);
 }
+
+#[tokio::test]
+async fn a_second_server_on_the_same_data_folder_is_refused_and_the_first_keeps_working() {
+    // A second instance used to repair (cut) and then compact the first one's live log.
+    let dir = tempfile::tempdir().unwrap();
+    let first = start_on(dir.path()).await;
+    first.push("a", "before").await;
+    let error = match spawn_app_on(test_settings(dir.path()), Arc::new(SystemClock)).await {
+        Ok(_) => panic!("a second server on the same data folder must refuse to start"),
+        Err(error) => format!("{error:#}"),
+    };
+    assert!(error.contains("in use by another chat-server"), "{error}");
+    first.push("a", "after").await;
+    assert_eq!(texts(&first.all_messages().await), ["before", "after"]);
+}
