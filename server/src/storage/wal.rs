@@ -137,14 +137,27 @@ impl Wal {
     /// # Errors
     /// [`StorageError::Io`]; nothing of `records` is then durable.
     pub fn append(&mut self, records: &[u8], n_records: usize) -> Result<(), StorageError> {
+        if self.broken {
+            let error = std::io::Error::other(
+                "an earlier failed write could not be undone; restart the server",
+            );
+            return Err(StorageError::io(&self.path, error));
+        }
         let result = self
             .file
             .write_all(records)
             .and_then(|()| self.file.sync_data());
         if let Err(source) = result {
-            // Best effort: drop whatever part of the batch reached the file.
-            let _ = self.file.set_len(self.len);
-            let _ = self.file.sync_data();
+            // Drop whatever part of the batch reached the file, or stop appending behind it
+            // (the next start cuts it off as a torn tail).
+            let cut = self
+                .file
+                .set_len(self.len)
+                .and_then(|()| self.file.sync_data());
+            if let Err(cut_error) = cut {
+                tracing::error!(error = %cut_error, "cannot cut a failed write off the write-ahead log; refusing further writes");
+                self.broken = true;
+            }
             return Err(StorageError::io(&self.path, source));
         }
         self.len += records.len() as u64;
