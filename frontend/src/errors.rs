@@ -61,21 +61,9 @@ pub fn describe_draft_problem(problem: &TextError) -> String {
 mod tests {
     use super::*;
 
-    const ALL_CODES: [ErrorCode; 9] = [
-        ErrorCode::MessageTooLong,
-        ErrorCode::NameTooLong,
-        ErrorCode::EmptyMessage,
-        ErrorCode::ControlCharacter,
-        ErrorCode::InvalidEncoding,
-        ErrorCode::RateLimited,
-        ErrorCode::TooManyPolls,
-        ErrorCode::StorageFailed,
-        ErrorCode::ShuttingDown,
-    ];
-
     #[test]
     fn every_code_has_a_sentence_without_the_wire_spelling() {
-        for code in ALL_CODES {
+        for code in ErrorCode::ALL {
             let sentence = describe_code(code);
             assert!(!sentence.is_empty(), "{code:?} has no sentence");
             assert!(
@@ -100,7 +88,7 @@ mod tests {
 
     #[test]
     fn only_transient_refusals_are_retried() {
-        let retryable: Vec<_> = ALL_CODES
+        let retryable: Vec<_> = ErrorCode::ALL
             .into_iter()
             .filter(|code| is_retryable(*code))
             .collect();

@@ -52,14 +52,26 @@ pub struct RoomShared {
 }
 
 impl RoomShared {
+    /// The state for reading. A panic elsewhere while it was held cannot leave it half
+    /// changed (every change is a plain push or pop), so a poisoned lock is used as is.
+    fn read_state(&self) -> std::sync::RwLockReadGuard<'_, RoomState> {
+        self.state
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The state for changing; see [`RoomShared::read_state`] about poisoning.
+    fn write_state(&self) -> std::sync::RwLockWriteGuard<'_, RoomState> {
+        self.state
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// Adds a durable batch (times strictly increasing) to memory, where new pops see it at
     /// once; held pops are woken by [`RoomShared::notify`]. Messages at or before
     /// `chunked_through` (ms) may leave memory: they can be read from disk.
     pub(crate) fn insert(&self, messages: &[Message], chunked_through: u64) {
-        let mut state = self
-            .state
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = self.write_state();
         state.recent.extend(messages.iter().cloned());
         state.n_messages += messages.len() as u64;
         while state.recent.len() > self.memory_limit {
@@ -80,10 +92,7 @@ impl RoomShared {
 
     /// Time of the newest message in memory (0 for an empty room).
     fn newest_time(&self) -> u64 {
-        let state = self
-            .state
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let state = self.read_state();
         state.recent.back().map_or(0, |message| message.time)
     }
 }
@@ -195,12 +204,7 @@ impl Room {
 
     /// How many messages the room holds.
     pub fn n_messages(&self) -> u64 {
-        self.inner
-            .shared
-            .state
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .n_messages
+        self.inner.shared.read_state().n_messages
     }
 
     /// A receiver that changes whenever a batch of messages is published; subscribe *before*
@@ -233,7 +237,7 @@ impl Room {
     pub async fn page_after(&self, cursor: Cursor) -> Result<Vec<Message>, Arc<StorageError>> {
         let after = cursor.as_millis();
         let page_size = self.page_size();
-        if let Some(page) = self.page_from_memory(after, page_size) {
+        if let Some(page) = self.page_from_memory(after, page_size, true) {
             return Ok(page);
         }
         let chunks = self.inner.shared.chunks.clone();
@@ -249,30 +253,25 @@ impl Room {
         if page.len() < page_size {
             // The chunks ran out: go on with what only memory holds (newer than every chunk).
             let from = page.last().map_or(after, |message| message.time);
-            page.extend(self.memory_after(from, page_size - page.len()));
+            page.extend(
+                self.page_from_memory(from, page_size - page.len(), false)
+                    .unwrap_or_default(),
+            );
         }
         Ok(page)
     }
 
-    /// The page from memory, or `None` when memory does not reach back to `after`.
-    fn page_from_memory(&self, after: u64, page_size: usize) -> Option<Vec<Message>> {
-        let state = self
-            .inner
-            .shared
-            .state
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        (after >= state.older_through).then(|| take_page(&state.recent, after, page_size))
-    }
-
-    fn memory_after(&self, after: u64, page_size: usize) -> Vec<Message> {
-        let state = self
-            .inner
-            .shared
-            .state
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        take_page(&state.recent, after, page_size)
+    /// The page from memory; `None` when `complete_only` and memory does not reach back to
+    /// `after` (older messages are only on disk).
+    fn page_from_memory(
+        &self,
+        after: u64,
+        page_size: usize,
+        complete_only: bool,
+    ) -> Option<Vec<Message>> {
+        let state = self.inner.shared.read_state();
+        (!complete_only || after >= state.older_through)
+            .then(|| take_page(&state.recent, after, page_size))
     }
 
     /// Stops taking saves, lets the writer thread finish the queued ones and compact the log

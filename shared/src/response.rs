@@ -68,6 +68,19 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in declaration order.
+    pub const ALL: [ErrorCode; 9] = [
+        ErrorCode::MessageTooLong,
+        ErrorCode::NameTooLong,
+        ErrorCode::EmptyMessage,
+        ErrorCode::ControlCharacter,
+        ErrorCode::InvalidEncoding,
+        ErrorCode::RateLimited,
+        ErrorCode::TooManyPolls,
+        ErrorCode::StorageFailed,
+        ErrorCode::ShuttingDown,
+    ];
+
     /// The wire spelling, e.g. `"message_too_long"`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -90,17 +103,7 @@ mod tests {
 
     #[test]
     fn error_codes_serialize_as_their_wire_spelling() {
-        for code in [
-            ErrorCode::MessageTooLong,
-            ErrorCode::NameTooLong,
-            ErrorCode::EmptyMessage,
-            ErrorCode::ControlCharacter,
-            ErrorCode::InvalidEncoding,
-            ErrorCode::RateLimited,
-            ErrorCode::TooManyPolls,
-            ErrorCode::StorageFailed,
-            ErrorCode::ShuttingDown,
-        ] {
+        for code in ErrorCode::ALL {
             assert_eq!(
                 serde_json::to_value(code).expect("serializes"),
                 code.as_str()

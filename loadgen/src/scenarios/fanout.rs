@@ -35,6 +35,14 @@ struct Received {
     errors: u64,
 }
 
+/// Whether the run's grace period after the last message is over.
+fn stopped(stop_at: &Mutex<Option<Instant>>) -> bool {
+    stop_at
+        .lock()
+        .map(|stop| stop.is_some_and(|at| Instant::now() >= at))
+        .unwrap_or(true)
+}
+
 fn parse_seq(prefix: &str, text: &str) -> Option<u64> {
     text.strip_prefix(prefix)?.parse().ok()
 }
@@ -63,11 +71,7 @@ async fn jsonp_poller(
     };
     ready.fetch_add(1, Ordering::SeqCst);
     while (received.arrivals.len() as u64) < total {
-        if stop_at
-            .lock()
-            .map(|stop| stop.is_some_and(|at| Instant::now() >= at))
-            .unwrap_or(true)
-        {
+        if stopped(&stop_at) {
             break;
         }
         match client.pop(&name, cursor).await {
@@ -103,11 +107,7 @@ async fn nchan_poller(
     let mut cursor = None;
     ready.fetch_add(1, Ordering::SeqCst);
     while (received.arrivals.len() as u64) < total {
-        if stop_at
-            .lock()
-            .map(|stop| stop.is_some_and(|at| Instant::now() >= at))
-            .unwrap_or(true)
-        {
+        if stopped(&stop_at) {
             break;
         }
         match client.poll(cursor.as_ref()).await {
