@@ -363,10 +363,7 @@ impl Store {
     /// [`StorageError`] when the log write fails: none of `messages` is then stored. A failed
     /// compaction after a successful append is only logged: the messages are safe in the log.
     pub fn append(&mut self, messages: &[Message]) -> Result<(), StorageError> {
-        let mut records = Vec::with_capacity(messages.len() * 96);
-        for message in messages {
-            wal::encode_record(&mut records, message);
-        }
+        let records = wal::encode_batch(messages);
         self.wal.append(&records, messages.len())?;
         self.tail.extend_from_slice(messages);
         if let Some(last) = messages.last() {

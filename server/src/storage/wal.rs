@@ -2,10 +2,13 @@
 //! acknowledged; compaction later moves the messages into the original's JSON layout and
 //! empties the log.
 //!
-//! One record per line: `<crc32 of the JSON, 8 hex digits> <message JSON>\n`. A crash can leave
-//! a torn record at the end (no newline, a bad checksum, or the zeros a file system leaves after
-//! an interrupted append); it was never acknowledged, so it is cut off with a warning. A bad
-//! record followed by a good one is real corruption, and the server refuses to start.
+//! One record per line: `<crc32 of the JSON, 8 hex digits> <message JSON>\n`. Each group commit
+//! (one write, one fsync) ends with a commit line, `commit <n records> <crc32 of the batch's
+//! record lines, 8 hex digits>\n`: only records followed by their batch's commit line count.
+//! A crash can leave a torn batch at the end (a missing newline, a bad checksum, or the zeros a
+//! file system leaves anywhere inside an interrupted append); it was never acknowledged, so it
+//! is cut off with a warning. A bad line followed by a valid commit line is real corruption of
+//! acknowledged data, and the server refuses to start.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -32,7 +35,8 @@ pub struct Wal {
     broken: bool,
 }
 
-/// Appends the log line of `message` to `out`.
+/// Appends the record line of `message` to `out` (a batch also needs its commit line: see
+/// [`encode_batch`]).
 pub fn encode_record(out: &mut Vec<u8>, message: &Message) {
     // Strings and integers always serialize.
     let json = serde_json::to_vec(message).expect("message serializes");
@@ -40,6 +44,27 @@ pub fn encode_record(out: &mut Vec<u8>, message: &Message) {
     out.extend_from_slice(format!("{crc:08x} ").as_bytes());
     out.extend_from_slice(&json);
     out.push(b'\n');
+}
+
+/// The bytes of one group commit: a record line per message, then the commit line.
+pub fn encode_batch(messages: &[Message]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(messages.len() * 96 + 32);
+    for message in messages {
+        encode_record(&mut out, message);
+    }
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(format!("commit {} {crc:08x}\n", messages.len()).as_bytes());
+    out
+}
+
+/// Decodes a commit line (without its newline) into its record count and checksum.
+fn decode_commit(line: &[u8]) -> Option<(usize, u32)> {
+    let text = std::str::from_utf8(line).ok()?;
+    let mut parts = text.strip_prefix("commit ")?.split(' ');
+    let n = parts.next()?.parse().ok()?;
+    let crc_hex = parts.next().filter(|hex| hex.len() == 8)?;
+    let crc = u32::from_str_radix(crc_hex, 16).ok()?;
+    parts.next().is_none().then_some((n, crc))
 }
 
 /// Decodes one line (without its newline); `None` when it is not a valid record.
@@ -80,42 +105,51 @@ impl Wal {
         file.read_to_end(&mut bytes).map_err(io_error)?;
 
         let mut messages = Vec::new();
+        // Records read since the last commit line, and where their batch began.
+        let mut pending: Vec<Message> = Vec::new();
+        let mut batch_start = 0usize;
+        // The end of the last complete batch: everything after it is torn.
+        let mut committed_end = 0usize;
+        let mut first_bad: Option<usize> = None;
         let mut offset = 0usize;
-        let mut torn_at: Option<usize> = None;
         while offset < bytes.len() {
             let rest = &bytes[offset..];
-            let (line, next) = match rest.iter().position(|&b| b == b'\n') {
-                Some(end) => (&rest[..end], offset + end + 1),
-                None => (rest, bytes.len()),
+            let (line, next, complete) = match rest.iter().position(|&b| b == b'\n') {
+                Some(end) => (&rest[..end], offset + end + 1, true),
+                None => (rest, bytes.len(), false),
             };
-            let complete = next <= bytes.len() && bytes.get(next - 1) == Some(&b'\n');
-            match decode_record(line).filter(|_| complete) {
-                Some(message) if torn_at.is_none() => messages.push(message),
-                Some(_) => {
-                    let position = torn_at.unwrap_or(offset);
+            if let Some(message) = decode_record(line).filter(|_| complete && first_bad.is_none()) {
+                pending.push(message);
+            } else if let Some((n, crc)) = decode_commit(line).filter(|_| complete) {
+                let batch_ok = first_bad.is_none()
+                    && n == pending.len()
+                    && crc == crc32fast::hash(&bytes[batch_start..offset]);
+                if !batch_ok {
                     return Err(StorageError::Corrupt {
                         path: path.clone(),
-                        position: format!("byte {position}"),
-                        reason: "a damaged record is followed by valid ones".to_owned(),
+                        position: format!("byte {}", first_bad.unwrap_or(batch_start)),
+                        reason: "a damaged record is followed by a committed batch".to_owned(),
                     });
                 }
-                None => {
-                    torn_at.get_or_insert(offset);
-                }
+                messages.append(&mut pending);
+                committed_end = next;
+                batch_start = next;
+            } else {
+                first_bad.get_or_insert(offset);
             }
             offset = next;
         }
         let mut len = bytes.len() as u64;
-        if let Some(torn) = torn_at {
+        if committed_end < bytes.len() {
             tracing::warn!(
                 path = %path.display(),
-                offset = torn,
-                cut_bytes = bytes.len() - torn,
-                "cutting off a torn last record of the write-ahead log (it was never acknowledged)"
+                offset = committed_end,
+                cut_bytes = bytes.len() - committed_end,
+                "cutting off a torn last batch of the write-ahead log (it was never acknowledged)"
             );
-            file.set_len(torn as u64).map_err(io_error)?;
+            file.set_len(committed_end as u64).map_err(io_error)?;
             file.sync_all().map_err(io_error)?;
-            len = torn as u64;
+            len = committed_end as u64;
         }
         let n_records = messages.len();
         Ok((
@@ -130,7 +164,7 @@ impl Wal {
         ))
     }
 
-    /// Appends already-encoded records (see [`encode_record`]) and fsyncs them: when this
+    /// Appends an already-encoded batch (see [`encode_batch`]) and fsyncs it: when this
     /// returns `Ok`, they survive a crash. On error the log is cut back to its previous length,
     /// so no half record stays behind.
     ///
@@ -203,64 +237,90 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let (mut wal, loaded) = Wal::open(dir.path()).expect("opens");
         assert!(loaded.is_empty());
-        let mut batch = Vec::new();
-        encode_record(&mut batch, &message(1));
-        encode_record(&mut batch, &message(2));
-        wal.append(&batch, 2).expect("appends");
+        wal.append(&encode_batch(&[message(1), message(2)]), 2)
+            .expect("appends");
+        wal.append(&encode_batch(&[message(3)]), 1)
+            .expect("appends");
         drop(wal);
         let (wal, loaded) = Wal::open(dir.path()).expect("reopens");
-        assert_eq!(loaded, [message(1), message(2)]);
-        assert_eq!(wal.n_records(), 2);
+        assert_eq!(loaded, [message(1), message(2), message(3)]);
+        assert_eq!(wal.n_records(), 3);
+    }
+
+    fn open_with(bytes: &[u8]) -> (Result<Vec<Message>, StorageError>, u64) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        fs::write(dir.path().join(WAL_FILE), bytes).expect("writes");
+        let loaded = Wal::open(dir.path()).map(|(_, messages)| messages);
+        let len = fs::metadata(dir.path().join(WAL_FILE))
+            .expect("exists")
+            .len();
+        (loaded, len)
     }
 
     #[test]
-    fn torn_last_record_is_cut_off() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut bytes = Vec::new();
-        encode_record(&mut bytes, &message(1));
-        let good_len = bytes.len();
-        let mut second = Vec::new();
-        encode_record(&mut second, &message(2));
-        bytes.extend_from_slice(&second[..second.len() / 2]);
-        fs::write(dir.path().join(WAL_FILE), &bytes).expect("writes");
-        let (_, loaded) = Wal::open(dir.path()).expect("opens");
-        assert_eq!(loaded, [message(1)]);
-        assert_eq!(
-            fs::metadata(dir.path().join(WAL_FILE))
-                .expect("exists")
-                .len(),
-            good_len as u64
-        );
+    fn torn_last_batch_is_cut_off() {
+        let first = encode_batch(&[message(1)]);
+        let second = encode_batch(&[message(2), message(3)]);
+        for cut in [1, second.len() / 2, second.len() - 1] {
+            let mut bytes = first.clone();
+            bytes.extend_from_slice(&second[..cut]);
+            let (loaded, len) = open_with(&bytes);
+            assert_eq!(loaded.expect("loads"), [message(1)], "cut at {cut}");
+            assert_eq!(
+                len,
+                first.len() as u64,
+                "the torn batch is cut off (cut at {cut})"
+            );
+        }
     }
 
     #[test]
     fn zero_filled_tail_is_cut_off() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut bytes = Vec::new();
-        encode_record(&mut bytes, &message(1));
+        let mut bytes = encode_batch(&[message(1)]);
         bytes.extend_from_slice(&[0u8; 4096]);
-        fs::write(dir.path().join(WAL_FILE), &bytes).expect("writes");
-        let (_, loaded) = Wal::open(dir.path()).expect("opens");
-        assert_eq!(loaded, [message(1)]);
+        assert_eq!(open_with(&bytes).0.expect("loads"), [message(1)]);
     }
 
     #[test]
-    fn damaged_record_in_the_middle_refuses_to_load() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut bytes = Vec::new();
-        encode_record(&mut bytes, &message(1));
+    fn power_loss_inside_an_unacknowledged_batch_is_cut_off_not_refused() {
+        // A file system may persist the end of an interrupted append but not its middle: valid
+        // records after a hole of zeros, and no commit line. None of it was acknowledged.
+        let first = encode_batch(&[message(1)]);
+        let second = encode_batch(&[message(2), message(3), message(4)]);
+        let mut bytes = first.clone();
+        let mut torn = second[..second.rfind_commit()].to_vec();
+        let record_len = torn.iter().position(|&b| b == b'\n').expect("a line") + 1;
+        torn[..record_len].fill(0);
+        bytes.extend_from_slice(&torn);
+        let (loaded, len) = open_with(&bytes);
+        assert_eq!(loaded.expect("loads"), [message(1)]);
+        assert_eq!(len, first.len() as u64);
+    }
+
+    #[test]
+    fn damaged_record_in_a_committed_batch_refuses_to_load() {
+        let mut bytes = encode_batch(&[message(1)]);
         let damaged_at = bytes.len();
-        let mut second = Vec::new();
-        encode_record(&mut second, &message(2));
+        let mut second = encode_batch(&[message(2), message(3)]);
         second[12] ^= 1;
         bytes.extend_from_slice(&second);
-        encode_record(&mut bytes, &message(3));
-        fs::write(dir.path().join(WAL_FILE), &bytes).expect("writes");
-        match Wal::open(dir.path()) {
+        match open_with(&bytes).0 {
             Err(StorageError::Corrupt { position, .. }) => {
                 assert_eq!(position, format!("byte {damaged_at}"))
             }
             other => panic!("expected corruption, got {other:?}"),
+        }
+    }
+
+    /// Test helper: where a batch's commit line starts.
+    trait RFindCommit {
+        fn rfind_commit(&self) -> usize;
+    }
+
+    impl RFindCommit for Vec<u8> {
+        fn rfind_commit(&self) -> usize {
+            let text = String::from_utf8_lossy(self);
+            text.rfind("commit ").expect("a commit line")
         }
     }
 }

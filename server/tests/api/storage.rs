@@ -217,9 +217,7 @@ async fn a_message_copied_by_an_interrupted_compaction_counts_once() {
     );
     write_messages(&dir.path().join("data/2-0.json"), &[a.clone(), b.clone()]);
     write_messages(&dir.path().join("data.json"), &[a, b, c.clone()]);
-    let mut log = Vec::new();
-    wal::encode_record(&mut log, &c);
-    wal::encode_record(&mut log, &d);
+    let log = wal::encode_batch(&[c.clone(), d]);
     fs::write(dir.path().join(wal::WAL_FILE), log).unwrap();
     let app = start_on(dir.path()).await;
     assert_eq!(texts(&app.all_messages().await), ["A", "B", "C", "D"]);
@@ -249,10 +247,8 @@ async fn legacy_messages_sharing_a_millisecond_are_all_delivered_across_pages() 
 #[tokio::test]
 async fn a_torn_write_ahead_log_tail_is_cut_off_and_the_rest_loads() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = Vec::new();
-    wal::encode_record(&mut log, &message("a", "kept", 10));
-    let mut torn = Vec::new();
-    wal::encode_record(&mut torn, &message("a", "torn", 11));
+    let mut log = wal::encode_batch(&[message("a", "kept", 10)]);
+    let torn = wal::encode_batch(&[message("a", "torn", 11)]);
     log.extend_from_slice(&torn[..torn.len() - 5]);
     fs::write(dir.path().join(wal::WAL_FILE), log).unwrap();
     let app = start_on(dir.path()).await;
