@@ -25,6 +25,7 @@ pub fn describe_code(code: ErrorCode) -> &'static str {
         ErrorCode::TooManyPolls => "Too many chat tabs are open from this address; close some and try again",
         ErrorCode::StorageFailed => "The server could not save the message; nothing was sent, try again",
         ErrorCode::ShuttingDown => "The server is restarting; try again in a moment",
+        ErrorCode::RequestTooLarge => "The request is too large for the server",
     }
 }
 
@@ -40,7 +41,8 @@ pub fn is_retryable(code: ErrorCode) -> bool {
         | ErrorCode::NameTooLong
         | ErrorCode::EmptyMessage
         | ErrorCode::ControlCharacter
-        | ErrorCode::InvalidEncoding => false,
+        | ErrorCode::InvalidEncoding
+        | ErrorCode::RequestTooLarge => false,
     }
 }
 

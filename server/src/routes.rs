@@ -27,6 +27,10 @@ use crate::room::{Room, SaveError};
 /// so that an old client, which re-polls at once, does not spin.
 const REFUSED_POLL_DELAY: Duration = Duration::from_secs(1);
 
+/// The longest query string a pop may have, in bytes. A held pop keeps its echoed parameters
+/// for its whole hold time; real clients send a few hundred bytes.
+pub const MAX_POP_QUERY_BYTES: usize = 4096;
+
 /// Query parameters the server writes itself; a client's value for them is not echoed.
 const SERVER_FIELDS: [&str; 4] = ["msgList", "error", "online", "onlineCount"];
 
@@ -248,6 +252,7 @@ async fn chat(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
             "chat-server: JSONP long-polling chat. Chat requests carry a query string; see docs/protocol.md\n",
         );
     }
+    let raw_query_len = raw_query.len();
     let query = Query::parse(raw_query);
     let callback = match query.get("callback") {
         // `res.callback || "callback"` in the original: an empty name is the default.
@@ -288,6 +293,17 @@ async fn chat(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     // would cost that buffer for its whole hold time. Everything needed was copied out above.
     drop(request);
     let mut response = match kind {
+        RequestKind::Pop if raw_query_len > MAX_POP_QUERY_BYTES => {
+            // Answered after a pause, like other refused pops, so an old client does not spin.
+            tokio::time::sleep(REFUSED_POLL_DELAY).await;
+            let message =
+                format!("a pop's query string may have at most {MAX_POP_QUERY_BYTES} bytes");
+            reply.error(
+                ErrorCode::RequestTooLarge,
+                message,
+                state.room.newest_time(),
+            )
+        }
         RequestKind::Pop => pop(state, reply, &query, ip).await,
         save_kind => save(&state, reply, &query, save_kind, ip).await,
     };
@@ -387,10 +403,9 @@ fn pop_presence_name(query: &Query, max_name_len: usize) -> Option<String> {
 async fn pop(state: web::Data<AppState>, reply: Reply, query: &Query, ip: IpAddr) -> HttpResponse {
     let room = &state.room;
     let presence = &state.presence;
+    // Only a held pop counts its name as online (a name counts while it pushes or holds a
+    // pop): pops answered at once cost nothing to send, so they must not fill the list.
     let name = pop_presence_name(query, state.settings.max_name_len);
-    if let Some(name) = &name {
-        presence.seen(name);
-    }
     let newest = room.newest_time();
     // Not a whole number, or ahead of the newest message: answer at once with the newest time.
     let Some(cursor) = reply

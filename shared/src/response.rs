@@ -65,11 +65,13 @@ pub enum ErrorCode {
     StorageFailed,
     /// The server is shutting down; nothing was saved.
     ShuttingDown,
+    /// A pop's query string is longer than a held pop may keep (4 KiB).
+    RequestTooLarge,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [ErrorCode; 9] = [
+    pub const ALL: [ErrorCode; 10] = [
         ErrorCode::MessageTooLong,
         ErrorCode::NameTooLong,
         ErrorCode::EmptyMessage,
@@ -79,6 +81,7 @@ impl ErrorCode {
         ErrorCode::TooManyPolls,
         ErrorCode::StorageFailed,
         ErrorCode::ShuttingDown,
+        ErrorCode::RequestTooLarge,
     ];
 
     /// The wire spelling, e.g. `"message_too_long"`.
@@ -93,6 +96,7 @@ impl ErrorCode {
             ErrorCode::TooManyPolls => "too_many_polls",
             ErrorCode::StorageFailed => "storage_failed",
             ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::RequestTooLarge => "request_too_large",
         }
     }
 }

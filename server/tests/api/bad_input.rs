@@ -304,3 +304,20 @@ async fn held_pops_are_limited_per_address_and_overall() {
     assert_eq!(status, 503, "past the overall cap");
     assert_eq!(retry_after.unwrap(), "1");
 }
+
+#[tokio::test]
+async fn a_pop_with_an_oversized_query_is_refused_rather_than_held() {
+    // A held pop keeps its echoed parameters: 1000 pops of 64 KiB each would cost 64 MB.
+    let app = crate::support::spawn_app().await;
+    let newest = app.push("a", "x").await;
+    let padding = "p".repeat(5000);
+    let answer = app
+        .call(
+            &format!("/?method=pop&time={newest}&pad={padding}&callback=cb"),
+            "cb",
+        )
+        .await;
+    assert_eq!(answer["error"]["code"], "request_too_large");
+    assert_eq!(answer["time"], newest);
+    assert_eq!(app.health().await["held_polls"], 0);
+}
