@@ -67,7 +67,8 @@ def main():
         ours = metric(ours_report, ours_metric)
         theirs_report = load(folder, theirs_file) if theirs_file else None
         theirs = metric(theirs_report, theirs_metric) if theirs_file else None
-        ratio = f"{ours / theirs:.2f}" if ours is not None and theirs else "n/a"
+        # A denominator under 0.05 (a latency that rounds to 0 ms) makes a meaningless ratio.
+        ratio = f"{ours / theirs:.2f}" if ours is not None and theirs and theirs >= 0.05 else "n/a"
         theirs_text = f"{fmt(theirs, unit)} ({label})" if label else "n/a"
         print(f"| {figure} | {fmt(ours, unit)} | {theirs_text} | {ratio} | {verdict(ours_report, theirs_report)} |")
     params = load(folder, "ours-fanout")

@@ -106,6 +106,9 @@ impl Application {
         .disable_signals()
         // A client that closes its side has gone away: drop its held pop at once.
         .h1_allow_half_closed(false)
+        // Answers are small and must leave at once: no Nagle delay behind an unacknowledged
+        // segment (a held pop's head went out earlier on the same connection).
+        .tcp_nodelay(true)
         .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
         .backlog(4096)
         .max_connections(settings.max_polls + 1024);
