@@ -68,34 +68,7 @@ fn start_binary(data_dir: &Path) -> ServerProcess {
 }
 
 async fn all_texts(client: &reqwest::Client, base_url: &str) -> Vec<String> {
-    let health: serde_json::Value = serde_json::from_str(
-        &client
-            .get(format!("{base_url}healthz"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
-    let newest = health["newest_time"].as_u64().unwrap();
-    let mut all = Vec::new();
-    let mut time = 0u64;
-    while time < newest {
-        let body = client
-            .get(format!("{base_url}?method=pop&time={time}"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let answer = call_once(&body, "callback");
-        time = answer["time"].as_u64().unwrap();
-        all.extend(texts(answer["msgList"].as_array().unwrap()));
-    }
-    all
+    texts(&crate::support::all_messages_at(client, base_url).await)
 }
 
 #[tokio::test]

@@ -133,20 +133,7 @@ impl TestApp {
     /// Pages through all history from `time=0`, as a looping client would, until it has
     /// reached the newest message (the next pop would be held).
     pub async fn all_messages(&self) -> Vec<Value> {
-        let newest = self.health().await["newest_time"].as_u64().unwrap();
-        let mut all = Vec::new();
-        let mut time = 0;
-        while time < newest {
-            let answer = self.pop(time).await;
-            let list = answer["msgList"].as_array().unwrap().clone();
-            assert!(
-                !list.is_empty(),
-                "a pop behind the newest message answers with messages: {answer}"
-            );
-            time = answer["time"].as_u64().unwrap();
-            all.extend(list);
-        }
-        all
+        all_messages_at(&self.client, &self.base_url).await
     }
 
     /// The `/healthz` object.
@@ -175,6 +162,31 @@ impl TestApp {
             task.await.unwrap().unwrap();
         }
     }
+}
+
+/// Pages through all history of the server at `base_url` (ending in `/`) from `time=0`, as a
+/// looping client would, until it has reached the newest message (the next pop would be held).
+pub async fn all_messages_at(client: &reqwest::Client, base_url: &str) -> Vec<Value> {
+    let get =
+        |url: String| async move { client.get(url).send().await.unwrap().text().await.unwrap() };
+    let health: Value = serde_json::from_str(&get(format!("{base_url}healthz")).await).unwrap();
+    let newest = health["newest_time"].as_u64().unwrap();
+    let mut all = Vec::new();
+    let mut time = 0;
+    while time < newest {
+        let answer = call_once(
+            &get(format!("{base_url}?name=reader&method=pop&time={time}")).await,
+            "callback",
+        );
+        let list = answer["msgList"].as_array().unwrap().clone();
+        assert!(
+            !list.is_empty(),
+            "a pop behind the newest message answers with messages: {answer}"
+        );
+        time = answer["time"].as_u64().unwrap();
+        all.extend(list);
+    }
+    all
 }
 
 /// Percent-encodes a query value as `encodeURIComponent` does, with spaces as `+` (jQuery).
