@@ -152,14 +152,11 @@ async fn every_legacy_client_shape_chats_through_the_server() {
             let (path, callback) = (shape.request)(&pop_params, 1);
             let client = app.client.clone();
             tokio::spawn(async move {
-                let body = client
-                    .get(format!("{}{}", app_url.trim_end_matches('/'), path))
-                    .send()
-                    .await
-                    .unwrap()
-                    .text()
-                    .await
-                    .unwrap();
+                let body = crate::support::get_text(
+                    &client,
+                    &format!("{}{}", app_url.trim_end_matches('/'), path),
+                )
+                .await;
                 (body, callback)
             })
         };

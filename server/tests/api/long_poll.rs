@@ -2,19 +2,13 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{
-    call_once, manual_clock, spawn_app_on, spawn_app_with, test_settings, texts, times,
-};
+use crate::support::{call_once, spawn_app_with, spawn_app_with_clock, texts, times};
 
 #[tokio::test]
 async fn twenty_pushes_in_the_same_millisecond_get_distinct_times_and_are_all_delivered_once_in_order(
 ) {
     // The original stamped `+new Date` and lost every message after the first in a millisecond.
-    let clock = manual_clock();
-    let dir = tempfile::tempdir().unwrap();
-    let app = spawn_app_on(test_settings(dir.path()), clock.clone())
-        .await
-        .unwrap();
+    let (app, _frozen_clock) = spawn_app_with_clock().await;
     let start = app.push("a", "before").await;
 
     // A poller loops from `start` for the whole run, as a legacy page does.
@@ -25,14 +19,9 @@ async fn twenty_pushes_in_the_same_millisecond_get_distinct_times_and_are_all_de
             let mut time = start;
             let mut received = Vec::new();
             while received.len() < 20 {
-                let body = client
-                    .get(format!("{base}?method=pop&time={time}"))
-                    .send()
-                    .await
-                    .unwrap()
-                    .text()
-                    .await
-                    .unwrap();
+                let body =
+                    crate::support::get_text(&client, &format!("{base}?method=pop&time={time}"))
+                        .await;
                 let answer = call_once(&body, "callback");
                 received.extend(answer["msgList"].as_array().unwrap().clone());
                 time = answer["time"].as_u64().unwrap();
@@ -45,14 +34,11 @@ async fn twenty_pushes_in_the_same_millisecond_get_distinct_times_and_are_all_de
             let client = app.client.clone();
             let base = app.base_url.clone();
             tokio::spawn(async move {
-                let body = client
-                    .get(format!("{base}?name=p&method=push&msg=m{n}&time=1"))
-                    .send()
-                    .await
-                    .unwrap()
-                    .text()
-                    .await
-                    .unwrap();
+                let body = crate::support::get_text(
+                    &client,
+                    &format!("{base}?name=p&method=push&msg=m{n}&time=1"),
+                )
+                .await;
                 call_once(&body, "callback")["time"].as_u64().unwrap()
             })
         })
@@ -81,11 +67,7 @@ async fn twenty_pushes_in_the_same_millisecond_get_distinct_times_and_are_all_de
 
 #[tokio::test]
 async fn a_clock_that_steps_back_still_gives_strictly_increasing_times() {
-    let clock = manual_clock();
-    let dir = tempfile::tempdir().unwrap();
-    let app = spawn_app_on(test_settings(dir.path()), clock.clone())
-        .await
-        .unwrap();
+    let (app, clock) = spawn_app_with_clock().await;
     let first = app.push("a", "one").await;
     clock.set(first - 60_000);
     let second = app.push("a", "two").await;

@@ -143,22 +143,16 @@ async fn sigterm_answers_held_pops_flushes_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = start_binary(dir.path());
     let client = reqwest::Client::new();
-    let body = client
-        .get(format!(
-            "{}?name=a&method=push&msg=keep+me&time=1",
-            server.base_url
-        ))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = crate::support::get_text(
+        &client,
+        &format!("{}?name=a&method=push&msg=keep+me&time=1", server.base_url),
+    )
+    .await;
     let time = call_once(&body, "callback")["time"].as_u64().unwrap();
     let held = {
         let url = format!("{}?method=pop&time={time}", server.base_url);
         let client = client.clone();
-        tokio::spawn(async move { client.get(url).send().await.unwrap().text().await.unwrap() })
+        tokio::spawn(async move { crate::support::get_text(&client, &url).await })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     let status = Command::new("kill")

@@ -1,14 +1,10 @@
 //! The legacy protocol's rules, in the order the original server applied them.
 
-use crate::support::{call_once, manual_clock, spawn_app, spawn_app_on, test_settings};
+use crate::support::{call_once, spawn_app, spawn_app_with_clock};
 
 #[tokio::test]
 async fn join_without_time_saves_the_default_message_and_answers_with_its_time() {
-    let clock = manual_clock();
-    let dir = tempfile::tempdir().unwrap();
-    let app = spawn_app_on(test_settings(dir.path()), clock.clone())
-        .await
-        .unwrap();
+    let (app, _frozen_clock) = spawn_app_with_clock().await;
     let answer = app
         .get("/?name=%E5%B0%8F%E5%B0%8F%E5%85%B5&callback=wfQuery_1420016009253&__t=1420016009253")
         .await;
@@ -41,11 +37,7 @@ async fn join_keeps_the_message_the_client_gave() {
 
 #[tokio::test]
 async fn echo_keeps_every_parameter_in_order_and_the_first_of_duplicates() {
-    let clock = manual_clock();
-    let dir = tempfile::tempdir().unwrap();
-    let app = spawn_app_on(test_settings(dir.path()), clock.clone())
-        .await
-        .unwrap();
+    let (app, _frozen_clock) = spawn_app_with_clock().await;
     let answer = app
         .get("/?name=a&method=push&msg=x&time=5&callback=cb&_=99&name=b&msg=y&extra=%E4%B8%AD")
         .await;
@@ -242,8 +234,7 @@ async fn held_pops_are_answered_when_the_server_shuts_down() {
     let newest = app.push("a", "x").await;
     let client = app.client.clone();
     let url = format!("{}?method=pop&time={newest}", app.base_url);
-    let held =
-        tokio::spawn(async move { client.get(url).send().await.unwrap().text().await.unwrap() });
+    let held = tokio::spawn(async move { crate::support::get_text(&client, &url).await });
     app.wait_for_held(1).await;
     let started = std::time::Instant::now();
     app.stop().await;

@@ -81,6 +81,22 @@ pub async fn spawn_app_on(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::
     })
 }
 
+/// Starts a server with a fresh data folder and a frozen [`manual_clock`] the test can move.
+pub async fn spawn_app_with_clock() -> (TestApp, Arc<ManualClock>) {
+    let clock = manual_clock();
+    let temp_dir = tempfile::tempdir().unwrap();
+    let mut app = spawn_app_on(test_settings(temp_dir.path()), clock.clone())
+        .await
+        .unwrap();
+    app.temp_dir = Some(temp_dir);
+    (app, clock)
+}
+
+/// GETs `url` and returns the body.
+pub async fn get_text(client: &reqwest::Client, url: &str) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 /// A frozen clock at 2015-01-01 (the legacy fixtures' era), shared with the test.
 pub fn manual_clock() -> Arc<ManualClock> {
     Arc::new(ManualClock::new(1_420_070_400_000))
