@@ -74,15 +74,7 @@ impl RoomShared {
         let mut state = self.write_state();
         state.recent.extend(messages.iter().cloned());
         state.n_messages += messages.len() as u64;
-        while state.recent.len() > self.memory_limit {
-            match state.recent.front() {
-                Some(oldest) if oldest.time <= chunked_through => {
-                    state.older_through = oldest.time;
-                    state.recent.pop_front();
-                }
-                _ => break,
-            }
-        }
+        evict_oldest(&mut state, self.memory_limit, chunked_through);
     }
 
     /// Wakes every held pop: messages up to `newest_time` (ms) were inserted.
@@ -251,12 +243,38 @@ impl Room {
             })?
             .map_err(Arc::new)?;
         if page.len() < page_size {
-            // The chunks ran out: go on with what only memory holds (newer than every chunk).
-            let from = page.last().map_or(after, |message| message.time);
-            page.extend(
-                self.page_from_memory(from, page_size - page.len(), false)
-                    .unwrap_or_default(),
-            );
+            // The chunks ran out: go on with what only memory holds. Legacy files may split a
+            // group of messages sharing a time between the last chunk file and data.json, so
+            // memory is taken from the page's last time on, minus the copies read from disk.
+            let Some(last_time) = page.last().map(|message| message.time) else {
+                return Ok(self
+                    .page_from_memory(after, page_size, false)
+                    .unwrap_or_default());
+            };
+            let mut read_from_disk: Vec<Message> = page
+                .iter()
+                .filter(|message| message.time == last_time)
+                .cloned()
+                .collect();
+            let wanted = page_size - page.len() + read_from_disk.len();
+            let mut more = match last_time.checked_sub(1) {
+                Some(before_last) => self.page_from_memory(before_last, wanted, false),
+                None => self.page_from_memory(0, wanted, false),
+            }
+            .unwrap_or_default();
+            more.retain(|message| {
+                if message.time < last_time {
+                    return false;
+                }
+                match read_from_disk.iter().position(|copy| copy == message) {
+                    Some(found) if message.time == last_time => {
+                        read_from_disk.swap_remove(found);
+                        false
+                    }
+                    _ => true,
+                }
+            });
+            page.extend(more);
         }
         Ok(page)
     }
@@ -301,6 +319,29 @@ impl Room {
     }
 }
 
+/// Drops the oldest messages from memory while it holds more than `memory_limit`, but only
+/// those at or before `chunked_through` (ms; they can be read from disk), and only whole groups
+/// of messages sharing a time (legacy files have them): a page must never find half a group in
+/// memory and the other half only on disk.
+fn evict_oldest(state: &mut RoomState, memory_limit: usize, chunked_through: u64) {
+    while state.recent.len() > memory_limit {
+        let Some(oldest) = state.recent.front().map(|message| message.time) else {
+            break;
+        };
+        if oldest > chunked_through {
+            break;
+        }
+        while state
+            .recent
+            .front()
+            .is_some_and(|message| message.time == oldest)
+        {
+            state.recent.pop_front();
+        }
+        state.older_through = oldest;
+    }
+}
+
 /// Up to `page_size` messages of `recent` newer than `after`, extended to keep messages that
 /// share the last time together.
 fn take_page(recent: &VecDeque<Message>, after: u64, page_size: usize) -> Vec<Message> {
@@ -341,6 +382,33 @@ mod tests {
         assert_eq!(times(&take_page(&recent, 2, 2)), [3, 4]);
         assert_eq!(times(&take_page(&recent, 4, 2)), [5]);
         assert!(take_page(&recent, 5, 2).is_empty());
+    }
+
+    #[test]
+    fn eviction_keeps_groups_sharing_a_time_whole_and_stops_at_what_is_on_disk() {
+        let mut state = RoomState {
+            recent: messages(&[1, 2, 2, 2, 3, 4, 5]),
+            older_through: 0,
+            n_messages: 7,
+        };
+        evict_oldest(&mut state, 4, 4);
+        // Dropping 1 leaves 6 > 4, so the group at 2 goes, whole, even though that leaves 3.
+        assert_eq!(
+            times(&state.recent.iter().cloned().collect::<Vec<_>>()),
+            [3, 4, 5]
+        );
+        assert_eq!(state.older_through, 2);
+        let mut state = RoomState {
+            recent: messages(&[1, 2, 3]),
+            older_through: 0,
+            n_messages: 3,
+        };
+        evict_oldest(&mut state, 1, 1);
+        assert_eq!(
+            times(&state.recent.iter().cloned().collect::<Vec<_>>()),
+            [2, 3],
+            "2 is not on disk yet"
+        );
     }
 
     #[test]

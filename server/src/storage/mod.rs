@@ -310,6 +310,14 @@ impl Store {
         let split = all_chunked
             .len()
             .saturating_sub(keep_in_memory.saturating_sub(tail.len()));
+        // Never cut a group of messages sharing a time between disk and memory.
+        let mut split = split;
+        while split > 0
+            && split < all_chunked.len()
+            && all_chunked[split - 1].time == all_chunked[split].time
+        {
+            split -= 1;
+        }
         let older_through = if split > 0 {
             all_chunked[split - 1].time
         } else {

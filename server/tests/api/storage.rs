@@ -270,3 +270,24 @@ async fn a_second_server_on_the_same_data_folder_is_refused_and_the_first_keeps_
     first.push("a", "after").await;
     assert_eq!(texts(&first.all_messages().await), ["before", "after"]);
 }
+
+#[tokio::test]
+async fn a_legacy_group_sharing_a_time_across_a_chunk_file_and_data_json_is_delivered_whole() {
+    // The original cut its chunks at 100 messages, whatever their times: a group of messages
+    // saved in one millisecond can end one chunk file and begin data.json.
+    let dir = tempfile::tempdir().unwrap();
+    let same = 1_420_037_323_074;
+    write_messages(
+        &dir.path().join("data/1420037400000-0.json"),
+        &[message("a", "1", same - 1), message("a", "2", same)],
+    );
+    write_messages(
+        &dir.path().join("data.json"),
+        &[message("b", "3", same), message("c", "4", same + 1)],
+    );
+    let mut settings = test_settings(dir.path());
+    // Only what is not in a chunk stays in memory, so the first page comes from disk.
+    settings.memory_messages = 1;
+    let app = spawn_app_on(settings, Arc::new(SystemClock)).await.unwrap();
+    assert_eq!(texts(&app.all_messages().await), ["1", "2", "3", "4"]);
+}
