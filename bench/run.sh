@@ -51,6 +51,13 @@ wait_for_port() {
   return 1
 }
 
+for port in 8973 8975 8980; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "port $port is already in use (a chat-server started by scripts/run.sh?): stop it first" >&2
+    exit 1
+  fi
+done
+
 echo "== ours: chat-server (release)"
 target/release/chat-server --bind 127.0.0.1:8973 --data-dir "$work/data" \
   --push-burst 100000000 --push-rate 100000000 --max-polls-per-ip 100000 --max-polls 50000 \

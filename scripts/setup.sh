@@ -28,6 +28,16 @@ wasm_bindgen_version() {
   awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock
 }
 
+ensure_rust_components() {
+  # .ci/run checks formatting and lints.
+  for component in rustfmt clippy; do
+    if ! rustup component list --installed | grep -q "^$component"; then
+      log "rustup component add $component"
+      rustup component add "$component"
+    fi
+  done
+}
+
 ensure_web_tools() {
   if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
     log "rustup target add wasm32-unknown-unknown"
@@ -74,6 +84,7 @@ ensure_legacy_pages() {
 export PATH="$HOME/.cargo/bin:$PATH"
 ensure_web_tools
 if [ "$what" = test ]; then
+  ensure_rust_components
   ensure_node
   ensure_browser
   ensure_legacy_pages

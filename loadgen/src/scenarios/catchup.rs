@@ -5,7 +5,7 @@
 use tokio::time::Instant;
 
 use super::push::read_back;
-use super::{check_sequence, progress_bar, run_id, Target};
+use super::{check_acknowledged, progress_bar, run_id, Target};
 use crate::report::Report;
 
 /// Parameters of a catch-up run.
@@ -46,29 +46,31 @@ pub async fn run(target: Target, params: CatchupParams, quiet: bool) -> Report {
             let (client, prefix) = (client.clone(), prefix.clone());
             let n = per_seeder.min(params.history.saturating_sub(seeder as u64 * per_seeder));
             tokio::spawn(async move {
-                let mut seq = 0;
-                let mut errors = 0u64;
-                while seq < n {
-                    match client
+                // A new number for every attempt, as in the push scenario: a push whose answer
+                // was lost may have been stored.
+                let (mut acked, mut errors, mut seq) = (Vec::new(), 0u64, 0u64);
+                while (acked.len() as u64) < n {
+                    let sent = client
                         .push("seeder", &format!("{prefix}{seeder}-{seq}"))
-                        .await
-                    {
-                        Ok(_) => seq += 1,
+                        .await;
+                    match sent {
+                        Ok(_) => acked.push(seq),
                         Err(error) if error.to_string().contains("refused") => {
-                            return (seq, errors, Some(format!("{error:#}")))
+                            return (acked, errors, Some(format!("{error:#}")))
                         }
                         Err(_) => errors += 1,
                     }
+                    seq += 1;
                 }
-                (seq, errors, None)
+                (acked, errors, None)
             })
         })
         .collect();
-    let mut seeded = Vec::new();
+    let mut seeded: Vec<Vec<u64>> = Vec::new();
     for task in tasks {
         match task.await {
-            Ok((n, errors, refusal)) => {
-                seeded.push(n);
+            Ok((acked, errors, refusal)) => {
+                seeded.push(acked);
                 report.transport_errors += errors;
                 report.violations(refusal);
             }
@@ -108,11 +110,8 @@ pub async fn run(target: Target, params: CatchupParams, quiet: bool) -> Report {
                 .iter()
                 .enumerate()
                 .flat_map(|(seeder, seqs)| {
-                    check_sequence(
-                        &format!("seeder {seeder}"),
-                        seqs,
-                        seeded.get(seeder).copied().unwrap_or(0),
-                    )
+                    let acked = seeded.get(seeder).map_or(&[][..], Vec::as_slice);
+                    check_acknowledged(&format!("seeder {seeder}"), seqs, acked)
                 })
                 .collect::<Vec<_>>();
             report.violations(violations);
@@ -120,10 +119,14 @@ pub async fn run(target: Target, params: CatchupParams, quiet: bool) -> Report {
         Err(error) => report.violations([format!("cannot read the history back: {error:#}")]),
     }
     progress.finish_and_clear();
-    report.metric("history_seeded", seeded.iter().sum::<u64>() as f64, "count");
+    report.metric(
+        "history_seeded",
+        seeded.iter().map(Vec::len).sum::<usize>() as f64,
+        "count",
+    );
     report.metric(
         "seeding_throughput",
-        seeded.iter().sum::<u64>() as f64 / seeding_secs.max(f64::EPSILON),
+        seeded.iter().map(Vec::len).sum::<usize>() as f64 / seeding_secs.max(f64::EPSILON),
         "msg/s",
     );
     report.metric("catchup_messages", n_messages as f64, "count");

@@ -140,9 +140,60 @@ pub fn check_sequence(who: &str, seqs: &[u64], expected_total: u64) -> Vec<Strin
     violations
 }
 
+/// Checks one sender's stored messages against what it was told was saved: sequence numbers
+/// strictly increasing (no duplicate, no reordering) and every acknowledged one present. A
+/// message whose answer was lost (a transport error) may be stored or not: it is not counted
+/// either way, and its number is never reused.
+pub fn check_acknowledged(who: &str, stored: &[u64], acknowledged: &[u64]) -> Vec<String> {
+    let mut violations = Vec::new();
+    for pair in stored.windows(2) {
+        if pair[1] <= pair[0] {
+            violations.push(format!(
+                "{who}: message {} duplicated or out of order (after {})",
+                pair[1], pair[0]
+            ));
+        }
+    }
+    let missing: Vec<u64> = acknowledged
+        .iter()
+        .copied()
+        .filter(|seq| stored.binary_search(seq).is_err())
+        .collect();
+    if !missing.is_empty() {
+        violations.push(format!(
+            "{who}: {} acknowledged messages lost, e.g. {:?}",
+            missing.len(),
+            &missing[..missing.len().min(5)]
+        ));
+    }
+    violations
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn acknowledged_checks_allow_unacknowledged_gaps_but_not_loss_or_duplicates() {
+        assert!(
+            check_acknowledged("a", &[0, 1, 3], &[0, 1, 3]).is_empty(),
+            "2 was never acknowledged"
+        );
+        assert!(
+            check_acknowledged("a", &[0, 1, 2, 3], &[0, 1, 3]).is_empty(),
+            "an unacknowledged push stored"
+        );
+        assert_eq!(
+            check_acknowledged("a", &[0, 3], &[0, 1, 3]).len(),
+            1,
+            "1 was acknowledged and lost"
+        );
+        assert_eq!(
+            check_acknowledged("a", &[0, 1, 1], &[0, 1]).len(),
+            1,
+            "a duplicate"
+        );
+    }
 
     #[test]
     fn sequence_checks_find_loss_duplicates_and_reordering() {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{check_sequence, progress_bar, run_id, Target};
+use super::{check_acknowledged, progress_bar, run_id, Target};
 use crate::client::JsonpClient;
 use crate::report::Report;
 use crate::stats::Latencies;
@@ -90,16 +90,19 @@ pub async fn run(target: Target, params: PushParams, quiet: bool) -> Report {
             let prefix = prefix.clone();
             tokio::spawn(async move {
                 let mut latencies = Latencies::default();
-                let (mut n_acked, mut errors, mut refusals) = (0u64, 0u64, Vec::new());
+                let (mut acked, mut errors, mut refusals) = (Vec::new(), 0u64, Vec::new());
+                // Every attempt gets a new number: a push whose answer was lost may still have
+                // been stored, and retrying it under the same number would look duplicated.
+                let mut seq = 0u64;
                 while Instant::now() < deadline {
                     let sent_at = Instant::now();
-                    match client
-                        .push("pusher", &format!("{prefix}{pusher}-{n_acked}"))
-                        .await
-                    {
+                    let sent = client
+                        .push("pusher", &format!("{prefix}{pusher}-{seq}"))
+                        .await;
+                    match sent {
                         Ok(_) => {
                             latencies.record(sent_at.elapsed());
-                            n_acked += 1;
+                            acked.push(seq);
                         }
                         Err(error) if error.to_string().contains("refused") => {
                             refusals.push(format!("pusher {pusher}: {error:#}"));
@@ -107,8 +110,9 @@ pub async fn run(target: Target, params: PushParams, quiet: bool) -> Report {
                         }
                         Err(_) => errors += 1,
                     }
+                    seq += 1;
                 }
-                (latencies, n_acked, errors, refusals)
+                (latencies, acked, errors, refusals)
             })
         })
         .collect();
@@ -116,9 +120,9 @@ pub async fn run(target: Target, params: PushParams, quiet: bool) -> Report {
     let mut acked_per_pusher = Vec::new();
     for pusher in pushers {
         match pusher.await {
-            Ok((pusher_latencies, n_acked, errors, refusals)) => {
+            Ok((pusher_latencies, acked, errors, refusals)) => {
                 latencies.merge(&pusher_latencies);
-                acked_per_pusher.push(n_acked);
+                acked_per_pusher.push(acked);
                 report.transport_errors += errors;
                 report.violations(refusals);
             }
@@ -126,16 +130,15 @@ pub async fn run(target: Target, params: PushParams, quiet: bool) -> Report {
         }
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let n_acked: u64 = acked_per_pusher.iter().sum();
+    let n_acked = acked_per_pusher.iter().map(Vec::len).sum::<usize>() as u64;
     if params.verify {
         progress.set_message("reading the history back");
         match read_back(client, before, &prefix, params.concurrency).await {
             Ok(stored) => {
                 let mut violations = Vec::new();
                 for (pusher, seqs) in stored.iter().enumerate() {
-                    let acked = acked_per_pusher.get(pusher).copied().unwrap_or(0);
-                    // A push whose answer was lost may be stored beyond the acknowledged ones.
-                    violations.extend(check_sequence(&format!("pusher {pusher}"), seqs, acked));
+                    let acked = acked_per_pusher.get(pusher).map_or(&[][..], Vec::as_slice);
+                    violations.extend(check_acknowledged(&format!("pusher {pusher}"), seqs, acked));
                 }
                 report.violations(violations);
             }
