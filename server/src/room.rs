@@ -210,6 +210,11 @@ impl Room {
         self.inner.shutdown.subscribe()
     }
 
+    /// Whether the server has started shutting down.
+    pub fn is_shutting_down(&self) -> bool {
+        *self.inner.shutdown.borrow()
+    }
+
     /// Tells every held pop to answer now (the server is shutting down).
     pub fn begin_shutdown(&self) {
         self.inner.shutdown.send_replace(true);

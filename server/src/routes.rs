@@ -254,28 +254,19 @@ async fn chat(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     }
     let raw_query_len = raw_query.len();
     let query = Query::parse(raw_query);
+    // `res.callback || "callback"` in the original: an empty name is the default.
     let callback = match query.get("callback") {
-        // `res.callback || "callback"` in the original: an empty name is the default.
-        None => CallbackName::default_name(),
-        Some(param) if param.value.is_empty() && param.error.is_none() => {
-            CallbackName::default_name()
-        }
-        Some(param) if param.error.is_some() => {
-            return plain_text(
-                actix_web::http::StatusCode::BAD_REQUEST,
-                "invalid callback name\n",
-            )
-        }
-        Some(param) => match CallbackName::parse(&param.value) {
-            Ok(callback) => callback,
-            // Never reflected: the name is not safe to write into a script.
-            Err(_) => {
-                return plain_text(
-                    actix_web::http::StatusCode::BAD_REQUEST,
-                    "invalid callback name\n",
-                )
-            }
-        },
+        None => Ok(CallbackName::default_name()),
+        Some(param) if param.error.is_some() => Err(()),
+        Some(param) if param.value.is_empty() => Ok(CallbackName::default_name()),
+        Some(param) => CallbackName::parse(&param.value).map_err(drop),
+    };
+    let Ok(callback) = callback else {
+        // Never reflected: the name is not safe to write into a script.
+        return plain_text(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "invalid callback name\n",
+        );
     };
     let peer = request
         .peer_addr()
@@ -286,7 +277,7 @@ async fn chat(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
         .and_then(|value| value.to_str().ok());
     let ip = client_ip(peer, forwarded_for, &state.settings.trusted_proxies);
     let kind = classify(request.method(), &query);
-    let closing = *state.room.shutdown_signal().borrow();
+    let closing = state.room.is_shutting_down();
     tracing::Span::current().record("kind", tracing::field::debug(kind));
     let reply = Reply::new(callback, &query);
     // The request's head shares the connection's 8 KiB read buffer; a held pop that kept it
@@ -430,8 +421,7 @@ async fn pop(state: web::Data<AppState>, reply: Reply, query: &Query, ip: IpAddr
             );
         }
     }
-    let shutdown = room.shutdown_signal();
-    if *shutdown.borrow() {
+    if room.is_shutting_down() {
         return reply.page(cursor.as_millis(), &[], &presence.snapshot());
     }
     let permit = match state.held_polls.try_hold(ip) {
@@ -453,6 +443,9 @@ async fn pop(state: web::Data<AppState>, reply: Reply, query: &Query, ip: IpAddr
         }
     };
     let online = name.as_deref().and_then(|name| presence.hold(name));
+    // `wait_for` looks at the current value first: a shutdown begun since the check above is
+    // still seen.
+    let shutdown = room.shutdown_signal();
     let held = HeldPop {
         state: state.clone(),
         reply,

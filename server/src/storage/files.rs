@@ -85,15 +85,20 @@ pub fn sync_dir(folder: &Path) -> std::io::Result<()> {
     File::open(folder)?.sync_all()
 }
 
+/// The entries of `folder`; a folder that does not exist has none.
+fn folder_entries(folder: &Path) -> Result<Vec<fs::DirEntry>, StorageError> {
+    match fs::read_dir(folder) {
+        Ok(entries) => entries
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(|source| StorageError::io(folder, source)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(source) => Err(StorageError::io(folder, source)),
+    }
+}
+
 /// Removes temp files left by a crash in the middle of [`write_atomic`].
 pub fn remove_temp_files(folder: &Path) -> Result<(), StorageError> {
-    let entries = match fs::read_dir(folder) {
-        Ok(entries) => entries,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => return Err(StorageError::io(folder, source)),
-    };
-    for entry in entries {
-        let entry = entry.map_err(|source| StorageError::io(folder, source))?;
+    for entry in folder_entries(folder)? {
         if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
             tracing::warn!(path = %entry.path().display(), "removing a temp file left by an interrupted write");
             fs::remove_file(entry.path())
@@ -117,14 +122,8 @@ pub fn is_chunk_file_name(file_name: &str) -> bool {
 
 /// The chunk files in `chunk_dir`, in no particular order (an absent folder has none).
 pub fn list_chunk_files(chunk_dir: &Path) -> Result<Vec<PathBuf>, StorageError> {
-    let entries = match fs::read_dir(chunk_dir) {
-        Ok(entries) => entries,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(StorageError::io(chunk_dir, source)),
-    };
     let mut paths = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|source| StorageError::io(chunk_dir, source))?;
+    for entry in folder_entries(chunk_dir)? {
         if is_chunk_file_name(&entry.file_name().to_string_lossy()) {
             paths.push(entry.path());
         } else {
