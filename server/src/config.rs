@@ -94,6 +94,32 @@ pub struct Settings {
     /// HTTP worker threads (default: one per CPU core).
     #[arg(long, env = "CHAT_WORKERS")]
     pub workers: Option<usize>,
+
+    /// Take over from the `chat-server` running on the same data folder: receive its listening
+    /// sockets over the hand-over socket in the data folder (no connection is refused), let it
+    /// answer its held pops and flush, then load the folder and serve. `--bind` is then unused.
+    #[arg(long, env = "CHAT_TAKEOVER")]
+    pub takeover: bool,
+
+    /// Address of the operators' listener serving `/metrics` (Prometheus text format) and
+    /// `/status` (a page of the key figures). Off by default, so that it is never public by
+    /// accident; bind it to a private address.
+    #[arg(long, env = "CHAT_METRICS_BIND", value_name = "ADDR")]
+    pub metrics_bind: Option<SocketAddr>,
+
+    /// Log format on standard error: `text` for people, `json` (one object a line) for log
+    /// shippers.
+    #[arg(long, env = "CHAT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line (tracing-subscriber's JSON layer).
+    Json,
 }
 
 fn parse_positive(text: &str) -> Result<usize, String> {

@@ -1,27 +1,33 @@
-//! The `chat-server` binary: parse the settings, start, stop cleanly on SIGINT or SIGTERM.
+//! The `chat-server` binary: parse the settings, take the listeners (bound, inherited through
+//! socket activation, or taken over from a running process), serve, and stop cleanly on SIGINT
+//! or SIGTERM.
 
 use std::io::IsTerminal;
+use std::net::TcpListener;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use chat_server::clock::SystemClock;
+use chat_server::config::LogFormat;
 use chat_server::startup::raise_open_file_limit;
-use chat_server::{Application, Settings};
+use chat_server::{Application, ListenerSource, Listeners, Settings};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-#[actix_web::main]
-async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+fn main() -> ExitCode {
     let settings = Settings::parse();
+    init_logging(settings.log_format);
+    // Read before any other thread starts: listenfd clears the variables it reads, so that
+    // child processes do not inherit them.
+    let inherited = listenfd::ListenFd::from_env().take_tcp_listener(0);
     raise_open_file_limit(settings.max_polls as u64 + 1024);
-    match run(settings).await {
+    let result = actix_web::rt::System::new().block_on(async move {
+        let inherited = inherited.map_err(|error| {
+            anyhow::anyhow!("the socket passed in LISTEN_FDS is not a TCP listener: {error}")
+        })?;
+        run(settings, inherited).await
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
@@ -31,13 +37,40 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(settings: Settings) -> anyhow::Result<()> {
-    let app = Application::build(settings, Arc::new(SystemClock)).await?;
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+    }
+}
+
+async fn run(settings: Settings, inherited: Option<TcpListener>) -> anyhow::Result<()> {
+    let listeners = if settings.takeover {
+        if inherited.is_some() {
+            tracing::warn!("--takeover given: the socket passed in LISTEN_FDS is not used");
+        }
+        let for_takeover = settings.clone();
+        tokio::task::spawn_blocking(move || Listeners::take_over(&for_takeover)).await??
+    } else if let Some(listener) = inherited {
+        Listeners::inherited(listener, &settings)?
+    } else {
+        Listeners::bind(&settings)?
+    };
+    // A socket kept by a supervisor (systemd) outlives this process: its next process answers.
+    let successor_listens = listeners.source == ListenerSource::Inherited;
+    let app = Application::build_on(settings, Arc::new(SystemClock), listeners).await?;
     let handle = app.shutdown_handle();
     tokio::spawn(async move {
         wait_for_stop_signal().await;
-        tracing::info!("stop signal received: answering held pops and flushing");
-        handle.shutdown().await;
+        tracing::info!(
+            step = "stop",
+            "stop signal received: answering held pops and flushing"
+        );
+        handle.shutdown(successor_listens).await;
     });
     app.run_until_stopped().await
 }

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::clock::Clock;
 use crate::storage::{ChunkIndex, Loaded, StorageError};
+use crate::telemetry::Telemetry;
 use crate::writer::{self, WriteCommand};
 
 /// Why a save failed.
@@ -116,7 +117,8 @@ struct RoomInner {
 const COMMAND_QUEUE: usize = 16 * 1024;
 
 impl Room {
-    /// Starts the room on loaded storage: spawns the writer thread.
+    /// Starts the room on loaded storage: spawns the writer thread, which reports each group
+    /// commit to `telemetry`.
     ///
     /// `memory_limit` is how many of the newest messages stay in memory (at least every message
     /// not yet compacted into a chunk file stays too).
@@ -128,6 +130,7 @@ impl Room {
         clock: Arc<dyn Clock>,
         memory_limit: usize,
         limits: RoomLimits,
+        telemetry: Telemetry,
     ) -> std::io::Result<Room> {
         let Loaded {
             store,
@@ -149,7 +152,7 @@ impl Room {
             memory_limit,
         });
         let (command_tx, command_rx) = mpsc::channel(COMMAND_QUEUE);
-        let writer = writer::spawn(store, command_rx, shared.clone(), clock)?;
+        let writer = writer::spawn(store, command_rx, shared.clone(), clock, telemetry)?;
         let (shutdown, _) = watch::channel(false);
         Ok(Room {
             inner: Arc::new(RoomInner {

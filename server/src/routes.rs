@@ -4,8 +4,9 @@
 //! comments here point at them.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::Method as HttpMethod;
@@ -22,6 +23,7 @@ use crate::limits::{client_ip, HeldPolls, HoldRefused, SaveRateLimiter};
 use crate::presence::{OnlineSnapshot, Presence};
 use crate::query::Query;
 use crate::room::{Room, SaveError};
+use crate::telemetry::{self, Limit, StateFigures, Telemetry};
 
 /// How long a pop refused for too many held pops from one address waits before it is answered,
 /// so that an old client, which re-polls at once, does not spin.
@@ -47,6 +49,24 @@ pub struct AppState {
     pub presence: Arc<Presence>,
     /// The settings the server runs with.
     pub settings: Arc<Settings>,
+    /// The operators' figures.
+    pub telemetry: Telemetry,
+    /// Set when a stop begins and another process will accept on the same listening socket
+    /// (a takeover, or a socket kept by systemd): a save this process can no longer store is
+    /// then redirected to the same address, where the successor answers it.
+    pub successor_listens: AtomicBool,
+}
+
+impl AppState {
+    /// The figures describing the state right now, for the metrics.
+    pub fn state_figures(&self) -> StateFigures {
+        StateFigures {
+            held_pops: self.held_polls.n_held(),
+            messages: self.room.n_messages(),
+            online_names: self.presence.snapshot().count,
+            storage_bytes: crate::storage::bytes_on_disk(&self.settings.data_dir),
+        }
+    }
 }
 
 /// The query parameters of the chat protocol: a request with any of them is a chat request.
@@ -96,6 +116,37 @@ pub fn configure(
     }
 }
 
+/// Registers the operators' routes, served on the `--metrics-bind` listener only: `/metrics`
+/// (Prometheus text format) and `/status` (the key figures as one self-refreshing page).
+pub fn configure_operators(cfg: &mut web::ServiceConfig) {
+    cfg.route("/metrics", web::get().to(metrics))
+        .route("/status", web::get().to(status));
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let text = state.telemetry.render(state.state_figures());
+    HttpResponse::Ok()
+        .insert_header((
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        ))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(text)
+}
+
+async fn status(state: web::Data<AppState>) -> HttpResponse {
+    let text = state.telemetry.render(state.state_figures());
+    let heading = format!(
+        "chat-server {}, data folder {}",
+        env!("CARGO_PKG_VERSION"),
+        state.settings.data_dir.display()
+    );
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(telemetry::status_page(&text, &heading))
+}
+
 async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -119,6 +170,18 @@ enum RequestKind {
     Push,
     Exit,
     Pop,
+}
+
+impl RequestKind {
+    /// The kind's name in the metrics: `join`, `push`, `exit`, `pop`.
+    fn as_str(self) -> &'static str {
+        match self {
+            RequestKind::Join => "join",
+            RequestKind::Push => "push",
+            RequestKind::Exit => "exit",
+            RequestKind::Pop => "pop",
+        }
+    }
 }
 
 fn classify(http_method: &HttpMethod, query: &Query) -> RequestKind {
@@ -148,10 +211,12 @@ struct Reply {
     fields: Map<String, Value>,
     /// The request's `time`, when it is a whole number.
     client_time: Option<Cursor>,
+    /// Counts the error answers.
+    telemetry: Telemetry,
 }
 
 impl Reply {
-    fn new(callback: CallbackName, query: &Query) -> Reply {
+    fn new(callback: CallbackName, query: &Query, telemetry: Telemetry) -> Reply {
         let mut fields = Map::new();
         for param in query.params() {
             if !SERVER_FIELDS.contains(&param.key.as_str()) {
@@ -163,6 +228,7 @@ impl Reply {
             callback,
             fields,
             client_time,
+            telemetry,
         }
     }
 
@@ -218,6 +284,7 @@ impl Reply {
     /// A refusal through the callback: `error`, no messages, and a `time` the client can poll
     /// with (its own when it sent a valid one, else the newest).
     fn error(mut self, code: ErrorCode, message: String, newest_time: u64) -> HttpResponse {
+        self.telemetry.error_answered(code);
         let time = self.client_time.map_or(newest_time, Cursor::as_millis);
         self.fields.insert(
             "error".to_owned(),
@@ -279,13 +346,16 @@ async fn chat(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     let kind = classify(request.method(), &query);
     let closing = state.room.is_shutting_down();
     tracing::Span::current().record("kind", tracing::field::debug(kind));
-    let reply = Reply::new(callback, &query);
+    let reply = Reply::new(callback, &query, state.telemetry.clone());
+    // Where a save goes when this process stops and a successor listens (see `save`).
+    let location = closing.then(|| request.uri().to_string());
     // The request's head shares the connection's 8 KiB read buffer; a held pop that kept it
     // would cost that buffer for its whole hold time. Everything needed was copied out above.
     drop(request);
     let mut response = match kind {
         RequestKind::Pop if raw_query_len > MAX_POP_QUERY_BYTES => {
             // Answered after a pause, like other refused pops, so an old client does not spin.
+            state.telemetry.refused(Limit::RequestTooLarge);
             tokio::time::sleep(REFUSED_POLL_DELAY).await;
             let message =
                 format!("a pop's query string may have at most {MAX_POP_QUERY_BYTES} bytes");
@@ -296,7 +366,7 @@ async fn chat(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
             )
         }
         RequestKind::Pop => pop(state, reply, &query, ip).await,
-        save_kind => save(&state, reply, &query, save_kind, ip).await,
+        save_kind => save(&state, reply, &query, save_kind, ip, location).await,
     };
     if closing {
         // Keep-alive connections are still served while the server drains; closing them makes
@@ -308,12 +378,17 @@ async fn chat(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     response
 }
 
+/// Stores a join, push or exit. `location` is the request's path and query, known while the
+/// server is stopping: a save the closed room can no longer store is redirected there (`307`,
+/// which keeps the method; `<script>` elements follow it) when a successor accepts on the same
+/// listening socket, so no message is refused across a takeover or a socket-activated restart.
 async fn save(
     state: &AppState,
     reply: Reply,
     query: &Query,
     kind: RequestKind,
     ip: IpAddr,
+    location: Option<String>,
 ) -> HttpResponse {
     let newest = state.room.newest_time();
     let settings = &state.settings;
@@ -350,6 +425,7 @@ async fn save(
         Err(error) => return reply.error(error.code(), error.to_string(), newest),
     };
     if let Err(wait) = state.save_limiter.check(ip) {
+        state.telemetry.refused(Limit::SaveRate);
         let message = format!(
             "too many messages from this address; retry in {:.1} s",
             wait.as_secs_f64()
@@ -365,7 +441,18 @@ async fn save(
             if kind == RequestKind::Exit {
                 state.presence.left(&message.name);
             }
+            state.telemetry.saved(kind.as_str());
             reply.saved(&message, &state.presence.snapshot())
+        }
+        Err(SaveError::Closed) if state.successor_listens.load(Ordering::SeqCst) => {
+            match location {
+                Some(location) => redirect_to_successor(&location),
+                None => reply.error(
+                    ErrorCode::ShuttingDown,
+                    "the server is shutting down".to_owned(),
+                    newest,
+                ),
+            }
         }
         Err(SaveError::Closed) => reply.error(
             ErrorCode::ShuttingDown,
@@ -381,6 +468,22 @@ async fn save(
             )
         }
     }
+}
+
+/// `307 Temporary Redirect` to `location` on the same address, closing this connection: the
+/// client's next connection waits in the listening socket's queue for the successor.
+fn redirect_to_successor(location: &str) -> HttpResponse {
+    let mut response = HttpResponse::TemporaryRedirect().finish();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+        .head_mut()
+        .set_connection_type(actix_web::http::ConnectionType::Close);
+    response
 }
 
 /// The name a pop counts as online under: a cleanly decoded, valid nickname.
@@ -427,6 +530,7 @@ async fn pop(state: web::Data<AppState>, reply: Reply, query: &Query, ip: IpAddr
     let permit = match state.held_polls.try_hold(ip) {
         Ok(permit) => permit,
         Err(HoldRefused::Overall) => {
+            state.telemetry.refused(Limit::PollsOverall);
             let mut response = plain_text(
                 actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
                 "too many waiting clients; retry later\n",
@@ -437,6 +541,7 @@ async fn pop(state: web::Data<AppState>, reply: Reply, query: &Query, ip: IpAddr
             return response;
         }
         Err(HoldRefused::PerAddress) => {
+            state.telemetry.refused(Limit::PollsPerAddress);
             tokio::time::sleep(REFUSED_POLL_DELAY).await;
             let message = "too many waiting requests from this address".to_owned();
             return reply.error(ErrorCode::TooManyPolls, message, newest);
@@ -485,10 +590,12 @@ impl HeldPop {
                     if changed.is_err() {
                         break;
                     }
+                    let woke = Instant::now();
                     match room.page_after(self.cursor).await {
                         Ok(page) if !page.is_empty() => {
                             let snapshot = self.state.presence.snapshot();
                             let body = self.reply.render(page[page.len() - 1].time, &page, Some(&snapshot));
+                            self.state.telemetry.woke(woke.elapsed());
                             return Ok(body.into());
                         }
                         Ok(_) => {}

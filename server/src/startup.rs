@@ -1,69 +1,286 @@
-//! Building and running the server: load the data folder, start the room, bind the listener
-//! (port 0 in tests), serve until stopped, then flush.
+//! Building and running the server: take the listeners (bound, inherited through socket
+//! activation, or taken over from a running process), load the data folder, start the room,
+//! serve until stopped, then flush.
+//!
+//! Stopping (SIGTERM, or a takeover) is ordered so that no connection is refused when a
+//! successor shares the listening socket: held pops answer at once, accepting stops (new
+//! connections wait in the kernel's accept queue), the connections still open get a short
+//! drain window, then the room is flushed and the data folder released, so the successor can
+//! load it while the last answers go out.
 
 use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use actix_web::dev::{Server, ServerHandle};
+use actix_web::dev::{Extensions, Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::handover::{self, HandoverSocket};
 use crate::limits::{HeldPolls, SaveRateLimiter};
 use crate::presence::Presence;
 use crate::room::{Room, RoomLimits};
 use crate::routes::{self, AppState};
-use crate::storage::Store;
+use crate::storage::{LockWait, Store};
+use crate::telemetry::Telemetry;
 
-/// How long a graceful stop waits for requests in flight, in seconds. Held pops answer at
-/// once when the stop begins, so this is only reached by a stuck client.
-const SHUTDOWN_TIMEOUT_SECS: u64 = 5;
+/// How long a graceful stop waits for requests in flight, in seconds, once the data folder is
+/// released. Held pops answer at once when the stop begins, so this is only reached by a
+/// stuck client or an idle keep-alive connection.
+const SHUTDOWN_TIMEOUT_SECS: u64 = 1;
+
+/// How long a stop waits for open connections to close after the held pops were answered,
+/// before it flushes and releases the data folder. Clients that poll again at once are told
+/// `Connection: close` and leave within milliseconds; idle keep-alive connections of browsers
+/// are not waited for longer than this.
+const DRAIN_WINDOW: Duration = Duration::from_millis(300);
+
+/// How often the drain looks at the number of open connections.
+const DRAIN_CHECK_EVERY: Duration = Duration::from_millis(2);
+
+/// How long a takeover waits for the running process to release the data folder.
+pub const TAKEOVER_LOCK_WAIT: Duration = Duration::from_secs(30);
 
 /// How often the save rate limiter forgets idle addresses.
 const FORGET_IDLE_EVERY: Duration = Duration::from_secs(60);
 
+/// How often the metrics recorder's upkeep runs.
+const METRICS_UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Where the chat listener came from; logged at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerSource {
+    /// Bound by this process to `--bind`.
+    Bound,
+    /// Inherited through socket activation (`LISTEN_FDS`, e.g. from systemd).
+    Inherited,
+    /// Received from the process this one took over from (`--takeover`).
+    TakenOver,
+}
+
+impl ListenerSource {
+    /// How it is named in logs: `bound`, `inherited`, `taken over`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListenerSource::Bound => "bound",
+            ListenerSource::Inherited => "inherited",
+            ListenerSource::TakenOver => "taken over",
+        }
+    }
+}
+
+/// The listening sockets a server runs on.
+#[derive(Debug)]
+pub struct Listeners {
+    /// The chat listener.
+    pub chat: TcpListener,
+    /// The operators' listener (`/metrics`, `/status`), when one is wanted.
+    pub metrics: Option<TcpListener>,
+    /// Where `chat` came from.
+    pub source: ListenerSource,
+}
+
+impl Listeners {
+    /// Binds `settings.bind` and, when set, `settings.metrics_bind`.
+    ///
+    /// # Errors
+    /// An address cannot be bound (for example it is in use: a second server refuses to start).
+    pub fn bind(settings: &Settings) -> anyhow::Result<Listeners> {
+        let chat = TcpListener::bind(settings.bind)
+            .with_context(|| format!("cannot listen on {}", settings.bind))?;
+        Ok(Listeners {
+            chat,
+            metrics: bind_metrics(settings)?,
+            source: ListenerSource::Bound,
+        })
+    }
+
+    /// The chat listener inherited through socket activation, plus a metrics listener bound to
+    /// `settings.metrics_bind` when set.
+    ///
+    /// # Errors
+    /// The metrics address cannot be bound.
+    pub fn inherited(chat: TcpListener, settings: &Settings) -> anyhow::Result<Listeners> {
+        Ok(Listeners {
+            chat,
+            metrics: bind_metrics(settings)?,
+            source: ListenerSource::Inherited,
+        })
+    }
+
+    /// Takes the listeners over from the process running on `settings.data_dir` (blocking).
+    /// When that process had no metrics listener and `settings.metrics_bind` is set, one is
+    /// bound; a metrics listener handed over while none is wanted is closed.
+    ///
+    /// # Errors
+    /// No process answers, the exchange fails, or the metrics address cannot be bound.
+    pub fn take_over(settings: &Settings) -> anyhow::Result<Listeners> {
+        let handed = handover::request_listeners(&settings.data_dir)?;
+        tracing::info!(
+            step = "takeover",
+            address = %handed.chat.local_addr().map_or_else(|_| "?".to_owned(), |addr| addr.to_string()),
+            "takeover: received the listening socket; the running process is answering its held pops and flushing"
+        );
+        let metrics = match (handed.metrics, settings.metrics_bind) {
+            (Some(listener), Some(_)) => Some(listener),
+            (None, Some(_)) => bind_metrics(settings)?,
+            (_, None) => None,
+        };
+        Ok(Listeners {
+            chat: handed.chat,
+            metrics,
+            source: ListenerSource::TakenOver,
+        })
+    }
+}
+
+fn bind_metrics(settings: &Settings) -> anyhow::Result<Option<TcpListener>> {
+    settings
+        .metrics_bind
+        .map(|addr| {
+            TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr} for metrics"))
+        })
+        .transpose()
+}
+
+/// Counts the chat listener's open connections, so a stop can tell when they have left.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionCount(Arc<AtomicUsize>);
+
+/// Lives in a connection's extensions: dropped, with them, when the connection closes.
+struct OpenConnection(ConnectionCount);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0 .0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl ConnectionCount {
+    fn opened(&self, extensions: &mut Extensions) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        extensions.insert(Arc::new(OpenConnection(self.clone())));
+    }
+
+    /// Connections open right now.
+    pub fn n_open(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
 /// A built server, listening but not yet serving.
 pub struct Application {
     server: Server,
+    metrics_server: Option<Server>,
     local_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     state: web::Data<AppState>,
+    handover: Option<HandoverSocket>,
+    listeners_for_handover: Option<(TcpListener, Option<TcpListener>)>,
+    connections: ConnectionCount,
+    shutdown_started: Arc<AtomicBool>,
 }
 
-/// Stops a running [`Application`]: held pops answer at once, new connections are refused,
-/// requests in flight finish, the log is compacted, and `run_until_stopped` returns.
+/// Stops a running [`Application`]: held pops answer at once, accepting stops, open
+/// connections get a short drain, the log is compacted and the data folder released, and
+/// `run_until_stopped` returns.
 #[derive(Clone)]
 pub struct ShutdownHandle {
-    room: Room,
+    state: web::Data<AppState>,
     server: ServerHandle,
+    metrics_server: Option<ServerHandle>,
+    connections: ConnectionCount,
+    started: Arc<AtomicBool>,
 }
 
 impl ShutdownHandle {
-    /// Begins the shutdown and waits until the HTTP server has stopped.
-    pub async fn shutdown(&self) {
-        self.room.begin_shutdown();
+    /// Begins the shutdown and waits until the HTTP server has stopped. `successor_listens`
+    /// says whether another process will accept on the same listening socket (a takeover, or
+    /// a socket kept by systemd): saves that reach this process after its room is closed are
+    /// then redirected to the same address instead of refused. A second call only waits.
+    pub async fn shutdown(&self, successor_listens: bool) {
+        if self.started.swap(true, Ordering::SeqCst) {
+            self.server.stop(true).await;
+            return;
+        }
+        let state = &self.state;
+        state
+            .successor_listens
+            .store(successor_listens, Ordering::SeqCst);
+        state.room.begin_shutdown();
+        tracing::info!(
+            step = "stop",
+            "stop: held pops answered; no longer accepting"
+        );
+        self.server.pause().await;
+        let drained_by = Instant::now() + DRAIN_WINDOW;
+        while self.connections.n_open() > 0 && Instant::now() < drained_by {
+            tokio::time::sleep(DRAIN_CHECK_EVERY).await;
+        }
+        let left_open = self.connections.n_open();
+        state.room.close().await;
+        tracing::info!(
+            step = "stop",
+            connections_left = left_open,
+            "stop: flushed; every acknowledged message is on disk and the data folder is released"
+        );
+        if let Some(metrics) = &self.metrics_server {
+            metrics.stop(true).await;
+        }
         self.server.stop(true).await;
     }
 }
 
 impl Application {
-    /// Loads `settings.data_dir`, starts the room and binds `settings.bind`.
+    /// Binds `settings.bind` (and `settings.metrics_bind`), loads `settings.data_dir` and
+    /// starts the room: [`Application::build_on`] with [`Listeners::bind`].
+    ///
+    /// # Errors
+    /// See [`Application::build_on`]; also an address that cannot be bound.
+    pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
+        // Bind first: a busy port is reported before the data folder is touched.
+        let listeners = Listeners::bind(&settings)?;
+        Application::build_on(settings, clock, listeners).await
+    }
+
+    /// Loads `settings.data_dir` and starts the room on `listeners`. After a takeover the data
+    /// folder is waited for (the old process releases it once flushed) for at most
+    /// [`TAKEOVER_LOCK_WAIT`].
     ///
     /// # Errors
     /// The data folder cannot be loaded (a file that cannot be parsed is named with its
-    /// position), or the address cannot be bound.
-    pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
-        // Bind first: a busy port is reported before the data folder is touched.
-        let listener = TcpListener::bind(settings.bind)
-            .with_context(|| format!("cannot listen on {}", settings.bind))?;
+    /// position; a folder in use by another process is refused), or the listener cannot be
+    /// served.
+    pub async fn build_on(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+        listeners: Listeners,
+    ) -> anyhow::Result<Application> {
+        let Listeners {
+            chat: listener,
+            metrics: metrics_listener,
+            source,
+        } = listeners;
         let local_addr = listener
             .local_addr()
             .context("cannot read the bound address")?;
+        let metrics_addr = metrics_listener
+            .as_ref()
+            .map(TcpListener::local_addr)
+            .transpose()
+            .context("cannot read the metrics address")?;
+        let lock_wait = match source {
+            ListenerSource::TakenOver => LockWait::UpTo(TAKEOVER_LOCK_WAIT),
+            ListenerSource::Bound | ListenerSource::Inherited => LockWait::Refuse,
+        };
         let data_dir = settings.data_dir.clone();
         let (memory_messages, compact_after) = (settings.memory_messages, settings.compact_after);
+        let load_started = Instant::now();
         let loaded = tokio::task::spawn_blocking(move || {
-            Store::open(&data_dir, memory_messages, compact_after)
+            Store::open(&data_dir, memory_messages, compact_after, lock_wait)
         })
         .await
         .context("loading the data folder panicked")?
@@ -74,6 +291,15 @@ impl Application {
             )
         })?;
         let n_loaded = loaded.n_messages;
+        // Only the holder of the folder's lock listens for a successor.
+        let handover = match HandoverSocket::bind(&settings.data_dir) {
+            Ok(socket) => Some(socket),
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot create the hand-over socket in the data folder; --takeover will not reach this process");
+                None
+            }
+        };
+        let telemetry = Telemetry::new();
         let room = Room::start(
             loaded,
             clock,
@@ -81,6 +307,7 @@ impl Application {
             RoomLimits {
                 page_size: settings.page_size,
             },
+            telemetry.clone(),
         )
         .context("cannot start the writer thread")?;
 
@@ -90,6 +317,8 @@ impl Application {
             save_limiter: SaveRateLimiter::new(settings.push_burst, settings.push_rate),
             presence: Arc::new(Presence::new(settings.presence_linger())),
             settings: Arc::new(settings.clone()),
+            telemetry,
+            successor_listens: AtomicBool::new(false),
         });
 
         let app_state = state.clone();
@@ -97,12 +326,30 @@ impl Application {
         if let Some(dir) = &static_dir {
             tracing::info!(static_dir = %dir.display(), "serving the web page");
         }
+        // Kept to hand over: actix takes the originals, and a duplicate refers to the same
+        // kernel socket.
+        let listeners_for_handover = match (
+            listener.try_clone(),
+            metrics_listener
+                .as_ref()
+                .map(TcpListener::try_clone)
+                .transpose(),
+        ) {
+            (Ok(chat), Ok(metrics)) => Some((chat, metrics)),
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::warn!(error = %error, "cannot keep the listeners for a takeover");
+                None
+            }
+        };
+        let connections = ConnectionCount::default();
+        let counted = connections.clone();
         let routes = routes::configure(static_dir);
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
                 .configure(routes.clone())
         })
+        .on_connect(move |_, extensions| counted.opened(extensions))
         .disable_signals()
         // A client that closes its side has gone away: drop its held pop at once.
         .h1_allow_half_closed(false)
@@ -119,18 +366,58 @@ impl Application {
             .listen(listener)
             .context("cannot serve on the listener")?
             .run();
+        let metrics_server = match metrics_listener {
+            Some(listener) => {
+                let metrics_state = state.clone();
+                Some(
+                    HttpServer::new(move || {
+                        App::new()
+                            .app_data(metrics_state.clone())
+                            .configure(routes::configure_operators)
+                    })
+                    .disable_signals()
+                    .workers(1)
+                    .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+                    .listen(listener)
+                    .context("cannot serve metrics on the listener")?
+                    .run(),
+                )
+            }
+            None => None,
+        };
 
         tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
             address = %local_addr,
+            listener = source.as_str(),
+            backend = "local folder",
             data_dir = %settings.data_dir.display(),
             messages = n_loaded,
-            "chat server listening on http://{local_addr}/ with {n_loaded} messages loaded from {}",
+            load_ms = load_started.elapsed().as_millis() as u64,
+            metrics = %metrics_addr.map_or_else(|| "off".to_owned(), |addr| format!("http://{addr}/metrics")),
+            max_polls = settings.max_polls,
+            max_polls_per_ip = settings.max_polls_per_ip,
+            push_burst = settings.push_burst.get(),
+            push_rate = settings.push_rate.get(),
+            poll_timeout_secs = settings.poll_timeout,
+            page_size = settings.page_size,
+            max_msg_len = settings.max_msg_len,
+            max_name_len = settings.max_name_len,
+            "chat server {} listening on http://{local_addr}/ ({} socket) with {n_loaded} messages loaded from {}",
+            env!("CARGO_PKG_VERSION"),
+            source.as_str(),
             settings.data_dir.display()
         );
         Ok(Application {
             server,
+            metrics_server,
             local_addr,
+            metrics_addr,
             state,
+            handover,
+            listeners_for_handover,
+            connections,
+            shutdown_started: Arc::default(),
         })
     }
 
@@ -139,37 +426,112 @@ impl Application {
         self.local_addr
     }
 
+    /// The metrics listener's address, when there is one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
     /// A handle that stops the server.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle {
-            room: self.state.room.clone(),
+            state: self.state.clone(),
             server: self.server.handle(),
+            metrics_server: self.metrics_server.as_ref().map(Server::handle),
+            connections: self.connections.clone(),
+            started: self.shutdown_started.clone(),
         }
     }
 
-    /// Serves until [`ShutdownHandle::shutdown`], then lets the writer finish and compact.
+    /// Serves until [`ShutdownHandle::shutdown`] or a takeover, then lets the writer finish
+    /// and compact.
     ///
     /// # Errors
     /// The HTTP server failed.
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
         let state = self.state.clone();
+        let shutdown = self.shutdown_handle();
         let mut closing = state.room.shutdown_signal();
         let housekeeping_state = state.clone();
         let housekeeping = tokio::spawn(async move {
-            let mut every = tokio::time::interval(FORGET_IDLE_EVERY);
+            let mut forget_idle = tokio::time::interval(FORGET_IDLE_EVERY);
+            let mut upkeep = tokio::time::interval(METRICS_UPKEEP_EVERY);
             loop {
                 tokio::select! {
-                    _ = every.tick() => housekeeping_state.save_limiter.forget_idle(),
+                    _ = forget_idle.tick() => housekeeping_state.save_limiter.forget_idle(),
+                    _ = upkeep.tick() => housekeeping_state.telemetry.run_upkeep(),
                     _ = closing.wait_for(|&closing| closing) => break,
                 }
             }
         });
-        let served = self.server.await.context("the HTTP server failed");
+        let takeover = match (self.handover.take(), self.listeners_for_handover.take()) {
+            (Some(socket), Some(listeners)) => {
+                let shutdown = shutdown.clone();
+                let mut closing = state.room.shutdown_signal();
+                Some(tokio::spawn(async move {
+                    serve_takeovers(socket, listeners, shutdown, &mut closing).await;
+                }))
+            }
+            _ => None,
+        };
+        let metrics_server = self.metrics_server.take();
+        let served = match metrics_server {
+            Some(metrics) => {
+                let (served, metrics_served) = tokio::join!(self.server, metrics);
+                if let Err(error) = metrics_served {
+                    tracing::error!(error = %error, "the metrics listener failed");
+                }
+                served
+            }
+            None => self.server.await,
+        }
+        .context("the HTTP server failed");
         state.room.begin_shutdown();
         let _ = housekeeping.await;
+        if let Some(takeover) = takeover {
+            // Ends by itself: it sees the shutdown, or finishes the one it began.
+            let _ = takeover.await;
+        }
         state.room.close().await;
         tracing::info!("stopped; every acknowledged message is on disk");
         served
+    }
+}
+
+/// Answers the first process asking to take over: hands it the listeners, then stops this
+/// server. Ends when this server starts stopping for another reason.
+async fn serve_takeovers(
+    socket: HandoverSocket,
+    (chat, metrics): (TcpListener, Option<TcpListener>),
+    shutdown: ShutdownHandle,
+    closing: &mut tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let request = tokio::select! {
+            request = socket.next_request() => request,
+            _ = closing.wait_for(|&closing| closing) => return,
+        };
+        let request = match request {
+            Ok(request) => request,
+            Err(error) => {
+                tracing::warn!(error = %error, "the hand-over socket failed; takeovers are off");
+                return;
+            }
+        };
+        match request.hand_over(&chat, metrics.as_ref()) {
+            Ok(()) => {
+                tracing::info!(
+                    step = "takeover",
+                    "takeover: handed the listening socket to a new process; stopping"
+                );
+                // The successor has the sockets: this process's copies close as it stops.
+                drop(socket);
+                shutdown.shutdown(true).await;
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "a takeover failed before the listeners were handed over; still serving");
+            }
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::clock::Clock;
 use crate::room::RoomShared;
 use crate::storage::{StorageError, Store};
+use crate::telemetry::Telemetry;
 
 /// The most saves committed with one fsync.
 pub const MAX_BATCH: usize = 4096;
@@ -34,13 +35,14 @@ pub enum WriteCommand {
     },
 }
 
-/// Starts the writer thread. It runs until every sender of `commands` is dropped, then
+/// Starts the writer thread; each group commit's size and fsync time go to `telemetry`. It runs until every sender of `commands` is dropped, then
 /// compacts the log into the JSON layout and ends.
 pub fn spawn(
     mut store: Store,
     mut commands: mpsc::Receiver<WriteCommand>,
     room: Arc<RoomShared>,
     clock: Arc<dyn Clock>,
+    telemetry: Telemetry,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name("chat-writer".to_owned()).spawn(move || {
         let mut batch: Vec<WriteCommand> = Vec::with_capacity(64);
@@ -60,10 +62,17 @@ pub fn spawn(
                 messages.push(Message { name: name.clone(), msg: msg.clone(), time });
             }
             let result = store.append(&messages).map_err(Arc::new);
-            match &result {
-                Ok(()) => room.insert(&messages, store.chunked_through()),
-                Err(error) => tracing::error!(error = %error, n_messages = messages.len(), "could not save messages"),
-            }
+            let result = match result {
+                Ok(report) => {
+                    telemetry.committed(messages.len(), report.fsync, report.compaction);
+                    room.insert(&messages, store.chunked_through());
+                    Ok(())
+                }
+                Err(error) => {
+                    tracing::error!(error = %error, n_messages = messages.len(), "could not save messages");
+                    Err(error)
+                }
+            };
             let newest = messages.last().map(|message| message.time);
             for (WriteCommand::Append { reply, .. }, message) in batch.drain(..).zip(messages.drain(..)) {
                 // The requester may have gone away; its message is saved all the same.

@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use chat_shared::Message;
 
@@ -147,7 +148,20 @@ impl ChunkIndex {
 /// The file whose exclusive lock marks a data folder as in use.
 pub const LOCK_FILE: &str = ".chat-server.lock";
 
-fn lock_data_dir(dir: &Path) -> Result<fs::File, StorageError> {
+/// What [`Store::open`] does when another process holds the data folder's lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockWait {
+    /// Refuse at once with [`StorageError::Locked`]: a second server must not start.
+    Refuse,
+    /// Wait up to this long for the lock, then refuse: a takeover, where the old process
+    /// releases it once it has flushed.
+    UpTo(Duration),
+}
+
+/// How often a [`LockWait::UpTo`] wait tries the lock again.
+const LOCK_RETRY_EVERY: Duration = Duration::from_millis(2);
+
+fn lock_data_dir(dir: &Path, wait: LockWait) -> Result<fs::File, StorageError> {
     let path = dir.join(LOCK_FILE);
     let file = fs::OpenOptions::new()
         .create(true)
@@ -155,11 +169,39 @@ fn lock_data_dir(dir: &Path) -> Result<fs::File, StorageError> {
         .write(true)
         .open(&path)
         .map_err(|source| StorageError::io(&path, source))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(fs::TryLockError::WouldBlock) => Err(StorageError::Locked { path }),
-        Err(fs::TryLockError::Error(source)) => Err(StorageError::io(&path, source)),
+    let deadline = match wait {
+        LockWait::Refuse => Instant::now(),
+        LockWait::UpTo(limit) => Instant::now() + limit,
+    };
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(LOCK_RETRY_EVERY);
+            }
+            Err(fs::TryLockError::WouldBlock) => return Err(StorageError::Locked { path }),
+            Err(fs::TryLockError::Error(source)) => return Err(StorageError::io(&path, source)),
+        }
     }
+}
+
+/// Bytes the data folder's files take: `data.json`, the chunk files and the write-ahead log
+/// (for the operators' metrics). Files that vanish while they are counted count as 0.
+pub fn bytes_on_disk(dir: &Path) -> u64 {
+    let size = |path: &Path| fs::metadata(path).map_or(0, |meta| meta.len());
+    let chunks: u64 = files::list_chunk_files(&dir.join(CHUNK_DIR))
+        .map(|paths| paths.iter().map(|path| size(path)).sum())
+        .unwrap_or(0);
+    size(&dir.join(DATA_FILE)) + size(&dir.join(wal::WAL_FILE)) + chunks
+}
+
+/// What one [`Store::append`] cost, for the operators' metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AppendReport {
+    /// How long the write-ahead log's fsync took.
+    pub fsync: Duration,
+    /// How long the compaction it triggered took, when it triggered one.
+    pub compaction: Option<Duration>,
 }
 
 /// The room's durable history, owned by the writer thread.
@@ -218,11 +260,12 @@ impl Store {
         dir: &Path,
         keep_in_memory: usize,
         compact_after: usize,
+        lock_wait: LockWait,
     ) -> Result<Loaded, StorageError> {
         fs::create_dir_all(dir).map_err(|source| StorageError::io(dir, source))?;
         // Before anything is read or repaired: a second server on the same folder would cut
         // the first one's log and empty it on its way out.
-        let lock = lock_data_dir(dir)?;
+        let lock = lock_data_dir(dir, lock_wait)?;
         let chunk_dir = dir.join(CHUNK_DIR);
         files::remove_temp_files(dir)?;
         files::remove_temp_files(&chunk_dir)?;
@@ -370,19 +413,22 @@ impl Store {
     /// # Errors
     /// [`StorageError`] when the log write fails: none of `messages` is then stored. A failed
     /// compaction after a successful append is only logged: the messages are safe in the log.
-    pub fn append(&mut self, messages: &[Message]) -> Result<(), StorageError> {
+    pub fn append(&mut self, messages: &[Message]) -> Result<AppendReport, StorageError> {
         let records = wal::encode_batch(messages);
-        self.wal.append(&records, messages.len())?;
+        let fsync = self.wal.append(&records, messages.len())?;
         self.tail.extend_from_slice(messages);
         if let Some(last) = messages.last() {
             self.last_time = last.time;
         }
+        let mut compaction = None;
         if self.wal.n_records() >= self.compact_after {
+            let started = Instant::now();
             if let Err(error) = self.compact() {
                 tracing::error!(error = %error, "compaction failed; messages stay in the write-ahead log");
             }
+            compaction = Some(started.elapsed());
         }
-        Ok(())
+        Ok(AppendReport { fsync, compaction })
     }
 
     /// Moves the log's messages into the original layout: full 100-message chunk files for the

@@ -168,19 +168,28 @@ impl Wal {
     /// returns `Ok`, they survive a crash. On error the log is cut back to its previous length,
     /// so no half record stays behind.
     ///
+    /// Returns how long the fsync took.
+    ///
     /// # Errors
     /// [`StorageError::Io`]; nothing of `records` is then durable.
-    pub fn append(&mut self, records: &[u8], n_records: usize) -> Result<(), StorageError> {
+    pub fn append(
+        &mut self,
+        records: &[u8],
+        n_records: usize,
+    ) -> Result<std::time::Duration, StorageError> {
         if self.broken {
             let error = std::io::Error::other(
                 "an earlier failed write could not be undone; restart the server",
             );
             return Err(StorageError::io(&self.path, error));
         }
-        let result = self
-            .file
-            .write_all(records)
-            .and_then(|()| self.file.sync_data());
+        let mut fsync_time = std::time::Duration::ZERO;
+        let result = self.file.write_all(records).and_then(|()| {
+            let started = std::time::Instant::now();
+            let synced = self.file.sync_data();
+            fsync_time = started.elapsed();
+            synced
+        });
         if let Err(source) = result {
             // Drop whatever part of the batch reached the file, or stop appending behind it
             // (the next start cuts it off as a torn tail).
@@ -196,7 +205,7 @@ impl Wal {
         }
         self.len += records.len() as u64;
         self.n_records += n_records;
-        Ok(())
+        Ok(fsync_time)
     }
 
     /// Empties the log after its records were compacted into the JSON files.

@@ -6,16 +6,18 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::support::{call_once, texts};
 
 /// A running `chat-server` process and the address it printed; killed when dropped, so a
 /// failing test leaves no server behind.
-struct ServerProcess {
-    child: Child,
-    base_url: String,
+pub(crate) struct ServerProcess {
+    pub(crate) child: Child,
+    pub(crate) base_url: String,
+    /// What it printed on standard error, for failure messages.
+    pub(crate) log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Drop for ServerProcess {
@@ -25,27 +27,62 @@ impl Drop for ServerProcess {
     }
 }
 
+impl ServerProcess {
+    /// The lines it printed so far.
+    pub(crate) fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+}
+
+/// The flags every test process runs with: rate limits out of the way, a 10 s hold.
+const TEST_FLAGS: [&str; 8] = [
+    "--bind",
+    "127.0.0.1:0",
+    "--push-burst",
+    "1000000",
+    "--push-rate",
+    "1000000",
+    "--poll-timeout",
+    "10",
+];
+
 fn start_binary(data_dir: &Path) -> ServerProcess {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
-        .args([
-            "--bind",
-            "127.0.0.1:0",
-            "--push-burst",
-            "1000000",
-            "--push-rate",
-            "1000000",
-            "--poll-timeout",
-            "10",
-        ])
+    launch_binary(data_dir, &[], None)
+}
+
+/// Starts the built binary on `data_dir` with the test flags plus `extra`, and with
+/// `inherited` passed as a socket-activated listener (fd 3, `LISTEN_FDS=1`, as systemd does)
+/// when given; waits until it prints the address it serves.
+pub(crate) fn launch_binary(
+    data_dir: &Path,
+    extra: &[&str],
+    inherited: Option<&std::net::TcpListener>,
+) -> ServerProcess {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chat-server"));
+    command
+        .args(TEST_FLAGS)
+        .args(extra)
         .arg("--data-dir")
         .arg(data_dir)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::piped());
+    if let Some(listener) = inherited {
+        use command_fds::{CommandFdExt, FdMapping};
+        use std::os::fd::AsFd;
+        command
+            .fd_mappings(vec![FdMapping {
+                parent_fd: listener.as_fd().try_clone_to_owned().unwrap(),
+                child_fd: 3,
+            }])
+            .unwrap()
+            .env("LISTEN_FDS", "1");
+    }
+    let mut child = command.spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
+    let log: Arc<Mutex<Vec<String>>> = Arc::default();
     let (sender, receiver) = std::sync::mpsc::channel();
+    let lines = log.clone();
     std::thread::spawn(move || {
         let mut sent = false;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -56,14 +93,21 @@ fn start_binary(data_dir: &Path) -> ServerProcess {
                     sent = true;
                 }
             }
+            lines.lock().unwrap().push(line);
         }
     });
     let addr = receiver
         .recv_timeout(Duration::from_secs(30))
-        .expect("the server prints its address at startup");
+        .unwrap_or_else(|_| {
+            panic!(
+                "the server prints its address at startup; it printed:\n{}",
+                log.lock().unwrap().join("\n")
+            )
+        });
     ServerProcess {
         child,
         base_url: format!("http://{addr}/"),
+        log,
     }
 }
 

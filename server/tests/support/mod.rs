@@ -18,6 +18,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// A running server and what a test needs to talk to it.
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The operators' listener, when the settings asked for one.
+    pub metrics_addr: Option<SocketAddr>,
     pub base_url: String,
     pub data_dir: PathBuf,
     /// Keeps the temporary data folder alive (None when the test brought its own folder).
@@ -65,10 +67,12 @@ pub async fn spawn_app_on(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::
     let data_dir = settings.data_dir.clone();
     let app = Application::build(settings, clock).await?;
     let addr = app.local_addr();
+    let metrics_addr = app.metrics_addr();
     let shutdown = app.shutdown_handle();
     let task = tokio::spawn(app.run_until_stopped());
     Ok(TestApp {
         addr,
+        metrics_addr,
         base_url: format!("http://{addr}/"),
         data_dir,
         temp_dir: None,
@@ -173,7 +177,7 @@ impl TestApp {
 
     /// Stops the server the way SIGTERM does and waits for it to finish.
     pub async fn stop(&mut self) {
-        self.shutdown.shutdown().await;
+        self.shutdown.shutdown(false).await;
         if let Some(task) = self.task.take() {
             task.await.unwrap().unwrap();
         }
