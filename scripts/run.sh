@@ -10,7 +10,13 @@ scripts/setup.sh run
 trunk build --release --offline
 cargo build --release -p chat-server
 echo
-echo "Open the address of the 'listening on http://...' line below in a browser"
-echo "(on this machine: http://localhost:<its port>/); legacy pages use the same address."
+bind="${CHAT_BIND:-0.0.0.0:8973}"
+prev=""
+for arg in "$@"; do
+  case "$prev" in --bind) bind="$arg" ;; esac
+  case "$arg" in --bind=*) bind="${arg#--bind=}" ;; esac
+  prev="$arg"
+done
+echo "Open http://localhost:${bind##*:}/ in a browser; legacy pages use the same address."
 echo
 exec target/release/chat-server "$@"

@@ -285,6 +285,27 @@ impl Env {
             .with_context(|| format!("pushing {text:?} as {name:?}"))
     }
 
+    /// How many pops the server holds right now (`/healthz`).
+    ///
+    /// # Errors
+    /// The server cannot be reached or answers unexpectedly.
+    pub async fn held_polls(&self) -> anyhow::Result<u64> {
+        let text = self
+            .http
+            .get(format!("{}healthz", self.server.base_url()))
+            .send()
+            .await
+            .context("GET /healthz")?
+            .text()
+            .await
+            .context("reading /healthz")?;
+        let health: Value =
+            serde_json::from_str(&text).with_context(|| format!("/healthz is not JSON: {text}"))?;
+        health["held_polls"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("/healthz without held_polls: {health}"))
+    }
+
     /// Every stored message, oldest first, read page by page with anonymous pops (which do not
     /// count as presence) up to the newest time `/healthz` reports.
     ///

@@ -91,6 +91,7 @@ impl ChatServer {
             &options,
             &log,
             "server",
+            &[],
         )
         .await?;
         Ok(ChatServer {
@@ -152,6 +153,7 @@ impl ChatServer {
             &self.options,
             &self.log,
             "restarted server",
+            &[],
         )
         .await?;
         *lock(&self.child) = Some(child);
@@ -159,6 +161,58 @@ impl ChatServer {
             addr == self.addr,
             "the restarted server listens on {addr}, not on {}",
             self.addr
+        );
+        Ok(())
+    }
+
+    /// Replaces the running process by a new one started with `--takeover` on the same data
+    /// folder: the new one receives the listening socket, the old one answers its held pops,
+    /// flushes and exits 0. No connection is refused meanwhile.
+    ///
+    /// # Errors
+    /// The server is not running, the new process does not serve the same address, or the old
+    /// one does not exit 0.
+    pub async fn take_over(&self) -> anyhow::Result<()> {
+        let old = lock(&self.child)
+            .take()
+            .ok_or_else(|| anyhow!("the server is not running"))?;
+        let bind = self.addr.to_string();
+        let launched = launch(
+            &self.binary,
+            &bind,
+            self.data_dir.path(),
+            &self.options,
+            &self.log,
+            "successor",
+            &["--takeover"],
+        )
+        .await;
+        let (child, addr) = match launched {
+            Ok(launched) => launched,
+            Err(error) => {
+                *lock(&self.child) = Some(old);
+                return Err(error);
+            }
+        };
+        *lock(&self.child) = Some(child);
+        ensure!(
+            addr == self.addr,
+            "the successor listens on {addr}, not on {}",
+            self.addr
+        );
+        let mut old = old;
+        let waited = tokio::time::timeout(
+            START_STOP_TIMEOUT,
+            tokio::task::spawn_blocking(move || old.wait()),
+        )
+        .await
+        .context("the old process did not exit after the takeover")?
+        .context("waiting for the old process panicked")?
+        .context("cannot wait for the old process")?;
+        ensure!(
+            waited.success(),
+            "the old process exited with {waited} after the takeover; the log:\n{}",
+            self.log_tail(40)
         );
         Ok(())
     }
@@ -190,6 +244,7 @@ impl ChatServer {
             &options,
             &self.log,
             "side server",
+            &[],
         )
         .await?;
         let base_url = format!("http://{addr}/");
@@ -247,9 +302,11 @@ async fn launch(
     options: &ServerOptions,
     log: &Log,
     label: &str,
+    extra_args: &[&str],
 ) -> anyhow::Result<(Child, SocketAddr)> {
     let mut command = Command::new(binary);
     command
+        .args(extra_args)
         .arg("--bind")
         .arg(bind)
         .arg("--data-dir")

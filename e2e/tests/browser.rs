@@ -235,6 +235,59 @@ async fn legacy_jquery3_page_chats_with_yew_page() -> anyhow::Result<()> {
     legacy_page_chats_with_yew_page(3).await
 }
 
+/// The jQuery 1.x legacy page never hears of a `<script>` that failed to load, so a single
+/// refused connection ends its poll loop for good (what every plain restart did to it). Here
+/// it stays open through two takeovers, each while it holds a pop, and keeps receiving and
+/// sending with no gap and no duplicate.
+#[tokio::test]
+#[ignore = "browser test: run by scripts/test.sh with --ignored"]
+async fn legacy_jquery1_page_keeps_chatting_through_takeovers() -> anyhow::Result<()> {
+    let env = Env::start("legacy_jquery1_takeover", ServerOptions::default()).await?;
+    let legacy = env.browser("jquery1").await?;
+    env.run(&[&legacy], async {
+        let name = "老页面";
+        legacy.open_legacy(1, &env.server.base_url(), name).await?;
+        let mut expected = Vec::new();
+        for round in 1..=2 {
+            // The page's pop is held: the takeover must answer it and the page must poll the
+            // successor through the same address.
+            wait_until(SHOW_TIMEOUT, "the legacy page holds a pop", || async {
+                let held = env.held_polls().await?;
+                Ok(if held >= 1 {
+                    Check::Done(())
+                } else {
+                    Check::NotYet(format!("{held} held pops"))
+                })
+            })
+            .await?;
+            env.server.take_over().await?;
+            let text = format!("after takeover {round}");
+            env.push("outside", &text).await?;
+            let line = format!("outside:{text}");
+            legacy.wait_for_legacy_line(&line, SHOW_TIMEOUT).await?;
+            expected.push(line);
+        }
+        let own = "the old page still sends";
+        legacy.legacy_send(own).await?;
+        let line = format!("{name}:{own}");
+        legacy.wait_for_legacy_line(&line, SHOW_TIMEOUT).await?;
+        expected.push(line);
+
+        let lines = legacy.legacy_lines().await?;
+        let shown: Vec<&String> = lines
+            .iter()
+            .filter(|line| expected.contains(line))
+            .collect();
+        ensure!(
+            shown == expected.iter().collect::<Vec<_>>(),
+            "the legacy page shows {lines:?}, expected {expected:?} once each, in order"
+        );
+        env.screenshot(&legacy, None).await?;
+        Ok(())
+    })
+    .await
+}
+
 /// Waits until the server has stored `name`'s exit, and until `watcher` shows it as a system
 /// line with the same time; returns that line.
 async fn wait_for_leave_line(

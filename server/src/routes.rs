@@ -649,4 +649,88 @@ mod tests {
             );
         }
     }
+
+    /// An app on a fresh data folder whose room is already closed, as in the last moments of
+    /// a stop; `successor_listens` as a takeover or a socket-activated restart sets it.
+    async fn closed_app_state(
+        dir: &std::path::Path,
+        successor_listens: bool,
+    ) -> web::Data<AppState> {
+        let settings = Settings::for_tests("127.0.0.1:0".parse().expect("address"), dir.to_owned());
+        let loaded = crate::storage::Store::open(dir, 100, 100, crate::storage::LockWait::Refuse)
+            .expect("opens");
+        let room = Room::start(
+            loaded,
+            Arc::new(crate::clock::SystemClock),
+            100,
+            crate::room::RoomLimits { page_size: 100 },
+            Telemetry::new(),
+        )
+        .expect("starts");
+        room.begin_shutdown();
+        room.close().await;
+        web::Data::new(AppState {
+            room,
+            held_polls: HeldPolls::new(10, 10),
+            save_limiter: {
+                let hundred = std::num::NonZeroU32::new(100).expect("not zero");
+                SaveRateLimiter::new(hundred, hundred)
+            },
+            presence: Arc::new(Presence::new(Duration::from_secs(1))),
+            settings: Arc::new(settings),
+            telemetry: Telemetry::new(),
+            successor_listens: AtomicBool::new(successor_listens),
+        })
+    }
+
+    #[actix_web::test]
+    async fn a_save_reaching_a_closed_room_is_redirected_to_the_successor_on_the_same_socket() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let state = closed_app_state(dir.path(), true).await;
+        let app = actix_web::test::init_service(
+            actix_web::App::new()
+                .app_data(state)
+                .configure(configure(None)),
+        )
+        .await;
+        let uri = "/?name=a&method=push&msg=hi&time=1&callback=cb";
+        let response = actix_web::test::call_service(
+            &app,
+            actix_web::test::TestRequest::get().uri(uri).to_request(),
+        )
+        .await;
+        assert_eq!(
+            response.status(),
+            actix_web::http::StatusCode::TEMPORARY_REDIRECT
+        );
+        assert_eq!(
+            response
+                .headers()
+                .get(header::LOCATION)
+                .map(HeaderValue::as_bytes),
+            Some(uri.as_bytes())
+        );
+        assert_eq!(
+            response.response().head().connection_type(),
+            actix_web::http::ConnectionType::Close
+        );
+    }
+
+    #[actix_web::test]
+    async fn a_save_reaching_a_closed_room_with_no_successor_is_refused_through_the_callback() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let state = closed_app_state(dir.path(), false).await;
+        let app = actix_web::test::init_service(
+            actix_web::App::new()
+                .app_data(state)
+                .configure(configure(None)),
+        )
+        .await;
+        let request = actix_web::test::TestRequest::get()
+            .uri("/?name=a&method=push&msg=hi&time=1&callback=cb")
+            .to_request();
+        let body = actix_web::test::call_and_read_body(&app, request).await;
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains("\"code\":\"shutting_down\""), "{body}");
+    }
 }

@@ -136,3 +136,42 @@ async fn metrics_are_off_by_default_and_never_on_the_chat_listener() {
         answer.body
     );
 }
+
+#[tokio::test]
+async fn every_figure_the_grafana_dashboard_plots_is_served() {
+    let app = spawn_app_with(|settings| {
+        settings.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    app.push("ann", "one commit, so the histograms have series")
+        .await;
+    let served: std::collections::HashSet<String> = scrape(&app)
+        .await
+        .0
+        .into_iter()
+        .map(|sample| sample.name)
+        .collect();
+    let dashboard = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana-dashboard.json"),
+    )
+    .unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
+    let mut plotted = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            plotted.extend(
+                expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .filter(|word| word.starts_with("chat_") || word.starts_with("process_"))
+                    .map(str::to_owned),
+            );
+        }
+    }
+    assert!(plotted.len() >= 12, "{plotted:?}");
+    for name in plotted {
+        assert!(
+            served.contains(&name),
+            "the dashboard plots {name}, which /metrics lacks"
+        );
+    }
+}

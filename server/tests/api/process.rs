@@ -86,6 +86,8 @@ pub(crate) fn launch_binary(
     std::thread::spawn(move || {
         let mut sent = false;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            // Logged before the address is reported: a test that reads the log next sees it.
+            lines.lock().unwrap().push(line.clone());
             if !sent {
                 if let Some(rest) = line.split("listening on http://").nth(1) {
                     let addr = rest.split('/').next().unwrap().to_owned();
@@ -93,7 +95,6 @@ pub(crate) fn launch_binary(
                     sent = true;
                 }
             }
-            lines.lock().unwrap().push(line);
         }
     });
     let addr = receiver

@@ -58,15 +58,16 @@ async fn loop_client(
     let mut report = LoopReport::default();
     let mut cursor = 0u64;
     loop {
-        if let Some(last) = *final_time.borrow_and_update() {
-            if cursor >= last {
-                return Ok(report);
-            }
-        }
         let url = format!("{base_url}?name=looper&method=pop&time={cursor}&callback=cb");
         let started = Instant::now();
         let fetched = async { client.get(&url).send().await?.text().await };
-        let body = fetched.await.map_err(|error| {
+        // Done once the last acknowledged message is seen; a pop held after it is dropped.
+        let done = final_time.wait_for(|last| last.is_some_and(|last| cursor >= last));
+        let fetched = tokio::select! {
+            fetched = fetched => fetched,
+            _ = done => return Ok(report),
+        };
+        let body = fetched.map_err(|error| {
             format!(
                 "connection error after {} pops (the legacy page would stop here): {error:?}",
                 report.n_pops
