@@ -12,37 +12,47 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chat_shared::{ANONYMOUS_NAME, MAX_ONLINE_NAMES};
+use serde_json::value::RawValue;
+
+use crate::backend::PresenceStore;
 
 /// How often an unchanged snapshot is rebuilt to notice names that timed out.
 const SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(1);
 
 /// Who was online when the snapshot was taken.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct OnlineSnapshot {
     /// At most [`MAX_ONLINE_NAMES`] names, sorted.
     pub names: Vec<String>,
     /// How many names are online in all.
     pub count: usize,
-    /// `"online":[...],"onlineCount":n`, rendered once per snapshot.
-    json_fields: String,
+    /// `names` as a JSON array, rendered once per snapshot (a fan-out writes it into thousands
+    /// of answers).
+    names_json: Box<RawValue>,
 }
 
 impl OnlineSnapshot {
     fn new(names: Vec<String>, count: usize) -> OnlineSnapshot {
-        // A list of strings always serializes.
-        let list = serde_json::to_string(&names).unwrap_or_else(|_| "[]".to_owned());
-        let json_fields = format!("\"online\":{list},\"onlineCount\":{count}");
+        // A list of strings always serializes to valid JSON.
+        let names_json = serde_json::to_string(&names)
+            .ok()
+            .and_then(|json| RawValue::from_string(json).ok())
+            .unwrap_or_else(empty_list);
         OnlineSnapshot {
             names,
             count,
-            json_fields,
+            names_json,
         }
     }
 
-    /// The answer fields `"online":[...],"onlineCount":n` (JSON object members, no braces).
-    pub fn json_fields(&self) -> &str {
-        &self.json_fields
+    /// The answer's `online` list (already rendered) and `onlineCount`.
+    pub fn answer_fields(&self) -> (&RawValue, usize) {
+        (&self.names_json, self.count)
     }
+}
+
+fn empty_list() -> Box<RawValue> {
+    RawValue::from_string("[]".to_owned()).unwrap_or_else(|_| unreachable!("[] is JSON"))
 }
 
 impl Default for OnlineSnapshot {
@@ -82,26 +92,6 @@ pub struct Presence {
     state: Mutex<PresenceState>,
     /// How long after it was last seen a name without a held pop stays online.
     linger: Duration,
-}
-
-/// Keeps a name online while a pop is held; dropping it (answer or disconnect) counts as
-/// "seen now".
-#[derive(Debug)]
-pub struct HeldPresence {
-    presence: Arc<Presence>,
-    name: String,
-}
-
-impl Drop for HeldPresence {
-    fn drop(&mut self) {
-        let mut state = self.presence.lock();
-        if let Some(seen) = state.names.get_mut(&self.name) {
-            seen.n_held = seen.n_held.saturating_sub(1);
-            if !seen.left {
-                seen.last_seen = Some(Instant::now());
-            }
-        }
-    }
 }
 
 /// Whether a name takes part in presence: the anonymous placeholder does not (many people
@@ -160,17 +150,25 @@ impl Presence {
         state.dirty |= is_new;
     }
 
-    /// `name` holds a pop until the returned guard is dropped.
-    pub fn hold(self: &Arc<Self>, name: &str) -> Option<HeldPresence> {
+    /// `name` holds a pop until [`Presence::release`]; false when the name does not take part.
+    pub fn hold(&self, name: &str) -> bool {
         if !counts(name) {
-            return None;
+            return false;
         }
         self.seen(name);
         self.lock().names.entry(name.to_owned()).or_default().n_held += 1;
-        Some(HeldPresence {
-            presence: self.clone(),
-            name: name.to_owned(),
-        })
+        true
+    }
+
+    /// A pop held under `name` ended: it counts as seen now (unless it said `exit`).
+    pub fn release(&self, name: &str) {
+        let mut state = self.lock();
+        if let Some(seen) = state.names.get_mut(name) {
+            seen.n_held = seen.n_held.saturating_sub(1);
+            if !seen.left {
+                seen.last_seen = Some(Instant::now());
+            }
+        }
     }
 
     /// `name` left the room (`method=exit`). A pop it still holds (another tab) brings it back
@@ -225,6 +223,29 @@ impl Presence {
     }
 }
 
+/// The in-memory presence of one instance (the local folder's backend).
+impl PresenceStore for Presence {
+    fn seen(&self, name: &str) {
+        Presence::seen(self, name);
+    }
+
+    fn left(&self, name: &str) {
+        Presence::left(self, name);
+    }
+
+    fn hold(&self, name: &str) -> bool {
+        Presence::hold(self, name)
+    }
+
+    fn release(&self, name: &str) {
+        Presence::release(self, name);
+    }
+
+    fn snapshot(&self) -> Arc<OnlineSnapshot> {
+        Presence::snapshot(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,11 +265,11 @@ mod tests {
     #[test]
     fn a_held_pop_keeps_a_name_online_past_the_linger_time() {
         let presence = Arc::new(Presence::new(Duration::from_millis(1)));
-        let held = presence.hold("carol");
+        assert!(presence.hold("carol"));
         std::thread::sleep(Duration::from_millis(5));
         presence.seen("dave");
         assert_eq!(presence.snapshot().names, ["carol", "dave"]);
-        drop(held);
+        presence.release("carol");
         std::thread::sleep(Duration::from_millis(5));
         presence.seen("erin");
         assert_eq!(
@@ -261,10 +282,10 @@ mod tests {
     #[test]
     fn the_closing_page_s_own_held_pop_does_not_bring_it_back_after_exit() {
         let presence = Arc::new(Presence::new(Duration::from_secs(60)));
-        let held = presence.hold("frank");
+        assert!(presence.hold("frank"));
         presence.left("frank");
         assert!(presence.snapshot().names.is_empty());
-        drop(held);
+        presence.release("frank");
         assert!(presence.snapshot().names.is_empty());
         presence.seen("frank");
         assert_eq!(

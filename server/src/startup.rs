@@ -17,6 +17,7 @@ use actix_web::dev::{Extensions, Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
+use crate::backend::local::LocalBackend;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::handover::{self, HandoverSocket};
@@ -277,19 +278,24 @@ impl Application {
             ListenerSource::Bound | ListenerSource::Inherited => LockWait::Refuse,
         };
         let data_dir = settings.data_dir.clone();
-        let (memory_messages, compact_after) = (settings.memory_messages, settings.compact_after);
+        let compact_after = settings.compact_after;
         let load_started = Instant::now();
-        let loaded = tokio::task::spawn_blocking(move || {
-            Store::open(&data_dir, memory_messages, compact_after, lock_wait)
-        })
-        .await
-        .context("loading the data folder panicked")?
-        .with_context(|| {
-            format!(
-                "cannot load the data folder {}",
-                settings.data_dir.display()
-            )
-        })?;
+        if lock_wait != LockWait::Refuse {
+            tracing::info!(
+                step = "takeover",
+                "takeover: waiting for the running process to flush and release the data folder"
+            );
+        }
+        let loaded =
+            tokio::task::spawn_blocking(move || Store::open(&data_dir, compact_after, lock_wait))
+                .await
+                .context("loading the data folder panicked")?
+                .with_context(|| {
+                    format!(
+                        "cannot load the data folder {}",
+                        settings.data_dir.display()
+                    )
+                })?;
         let n_loaded = loaded.n_messages;
         // Only the holder of the folder's lock listens for a successor.
         let handover = match HandoverSocket::bind(&settings.data_dir) {
@@ -300,22 +306,23 @@ impl Application {
             }
         };
         let telemetry = Telemetry::new();
+        let backend = LocalBackend::start(loaded, clock, telemetry.clone())
+            .context("cannot start the writer thread")?;
         let room = Room::start(
-            loaded,
-            clock,
-            settings.memory_messages,
+            Arc::new(backend),
+            Arc::new(Presence::new(settings.presence_linger())),
             RoomLimits {
                 page_size: settings.page_size,
+                memory_messages: settings.memory_messages,
             },
-            telemetry.clone(),
         )
-        .context("cannot start the writer thread")?;
+        .await
+        .context("cannot read the newest messages")?;
 
         let state = web::Data::new(AppState {
             room: room.clone(),
             held_polls: HeldPolls::new(settings.max_polls_per_ip, settings.max_polls),
             save_limiter: SaveRateLimiter::new(settings.push_burst, settings.push_rate),
-            presence: Arc::new(Presence::new(settings.presence_linger())),
             settings: Arc::new(settings.clone()),
             telemetry,
             successor_listens: AtomicBool::new(false),

@@ -50,7 +50,29 @@ pub const MAX_FDS: &str = "process_max_fds";
 pub const RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
 
 /// The kinds of save counted in [`SAVES`].
-pub const SAVE_KINDS: [&str; 3] = ["join", "push", "exit"];
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SaveKind {
+    /// A join (its own text or the default).
+    Join,
+    /// A push.
+    Push,
+    /// An exit.
+    Exit,
+}
+
+impl SaveKind {
+    /// Every kind.
+    pub const ALL: [SaveKind; 3] = [SaveKind::Join, SaveKind::Push, SaveKind::Exit];
+
+    /// The label value: `join`, `push`, `exit`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SaveKind::Join => "join",
+            SaveKind::Push => "push",
+            SaveKind::Exit => "exit",
+        }
+    }
+}
 
 /// The limits counted in [`REFUSALS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -124,7 +146,7 @@ pub struct Telemetry {
 
 struct Inner {
     recorder: PrometheusRecorder,
-    saves: HashMap<&'static str, Counter>,
+    saves: HashMap<SaveKind, Counter>,
     errors: HashMap<ErrorCode, Counter>,
     refusals: HashMap<Limit, Counter>,
     wake_to_answer: Histogram,
@@ -230,9 +252,9 @@ impl Telemetry {
             counter.increment(0); // shown at 0 before the first event
             counter
         };
-        let saves = SAVE_KINDS
+        let saves = SaveKind::ALL
             .iter()
-            .map(|&kind| (kind, labelled(SAVES, "kind", kind)))
+            .map(|&kind| (kind, labelled(SAVES, "kind", kind.as_str())))
             .collect();
         let errors = ErrorCode::ALL
             .iter()
@@ -269,9 +291,9 @@ impl Telemetry {
         }
     }
 
-    /// A save of `kind` (`"join"`, `"push"` or `"exit"`) was stored.
-    pub fn saved(&self, kind: &str) {
-        if let Some(counter) = self.inner.saves.get(kind) {
+    /// A save of `kind` was stored.
+    pub fn saved(&self, kind: SaveKind) {
+        if let Some(counter) = self.inner.saves.get(&kind) {
             counter.increment(1);
         }
     }
@@ -398,7 +420,8 @@ pub fn status_page(exposition: &str, heading: &str) -> String {
             format!("{:.1} KiB", value(STORAGE_BYTES, "") / 1024.0),
         ),
     ];
-    for kind in SAVE_KINDS {
+    for kind in SaveKind::ALL {
+        let kind = kind.as_str();
         rows.push((
             format!("Saves: {kind}"),
             value(SAVES, &format!("kind=\"{kind}\"")).to_string(),
@@ -471,8 +494,8 @@ mod tests {
     #[test]
     fn counters_move_and_render_in_the_text_format() {
         let telemetry = Telemetry::new();
-        telemetry.saved("push");
-        telemetry.saved("push");
+        telemetry.saved(SaveKind::Push);
+        telemetry.saved(SaveKind::Push);
         telemetry.error_answered(ErrorCode::EmptyMessage);
         telemetry.refused(Limit::SaveRate);
         telemetry.committed(3, Duration::from_micros(700), None);
@@ -508,7 +531,7 @@ mod tests {
     #[test]
     fn two_recorders_count_apart() {
         let (first, second) = (Telemetry::new(), Telemetry::new());
-        first.saved("join");
+        first.saved(SaveKind::Join);
         let text = second.render(StateFigures::default());
         assert!(text.contains("chat_saves_total{kind=\"join\"} 0"), "{text}");
     }
@@ -516,7 +539,7 @@ mod tests {
     #[test]
     fn the_status_page_shows_the_figures() {
         let telemetry = Telemetry::new();
-        telemetry.saved("exit");
+        telemetry.saved(SaveKind::Exit);
         let page = status_page(
             &telemetry.render(StateFigures {
                 messages: 12,

@@ -26,7 +26,7 @@ pub use callback::{CallbackError, CallbackName, DEFAULT_CALLBACK, MAX_CALLBACK_L
 pub use cursor::Cursor;
 pub use message::{Message, StoredMessage};
 pub use request::{encode_component, ChatRequest};
-pub use response::{ChatResponse, ErrorCode, WireError, MAX_ONLINE_NAMES};
+pub use response::{Answer, ChatResponse, ErrorCode, WireError, MAX_ONLINE_NAMES};
 pub use text::{MessageText, Nickname, TextError};
 
 /// The port the original server listened on, kept so that old pages need no change.

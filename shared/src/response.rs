@@ -1,8 +1,79 @@
 //! The answer object inside `callback(...)`, as a client reads it.
 
-use serde::{Deserialize, Serialize};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::value::RawValue;
 
 use crate::Message;
+
+/// An answer as the server writes it inside `callback(...)`.
+///
+/// Shape, in this order: the request's parameters echoed back as strings, as the original server
+/// did (`time` among them written as the answer's number, and for a save `name` and `msg` as
+/// stored); then the server's fields the request did not echo: `name` and `msg` of a save,
+/// `error`, `time`; then `msgList`, and `online` with `onlineCount` when given.
+/// The server never echoes a parameter named like one of its list fields (`msgList`, `error`,
+/// `online`, `onlineCount`); the caller leaves those out of [`Answer::echo`].
+#[derive(Debug, Clone, Copy)]
+pub struct Answer<'a> {
+    /// The echoed parameters, `(key, value)` in request order, duplicates removed.
+    pub echo: &'a [(String, String)],
+    /// The cursor for the next pop, in milliseconds since the Unix epoch.
+    pub time: u64,
+    /// A save's stored message: its `name` and `msg` replace the echoed ones.
+    pub saved: Option<&'a Message>,
+    /// The refusal, when there is one.
+    pub error: Option<&'a WireError>,
+    /// Messages, oldest first.
+    pub msg_list: &'a [Message],
+    /// Who is online: the names as an already-rendered JSON array (rendered once per presence
+    /// snapshot, not once per answer), and how many are online in all.
+    pub online: Option<(&'a RawValue, usize)>,
+}
+
+impl Serialize for Answer<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        let (mut echoed_time, mut echoed_name, mut echoed_msg) = (false, false, false);
+        for (key, value) in self.echo {
+            match (key.as_str(), self.saved) {
+                ("time", _) => {
+                    echoed_time = true;
+                    map.serialize_entry(key, &self.time)?;
+                }
+                ("name", Some(saved)) => {
+                    echoed_name = true;
+                    map.serialize_entry(key, &saved.name)?;
+                }
+                ("msg", Some(saved)) => {
+                    echoed_msg = true;
+                    map.serialize_entry(key, &saved.msg)?;
+                }
+                _ => map.serialize_entry(key, value)?,
+            }
+        }
+        if let Some(saved) = self.saved {
+            if !echoed_name {
+                map.serialize_entry("name", &saved.name)?;
+            }
+            if !echoed_msg {
+                map.serialize_entry("msg", &saved.msg)?;
+            }
+        }
+        if let Some(error) = self.error {
+            map.serialize_entry("error", error)?;
+        }
+        if !echoed_time {
+            map.serialize_entry("time", &self.time)?;
+        }
+        map.serialize_entry("msgList", self.msg_list)?;
+        if let Some((names, count)) = self.online {
+            map.serialize_entry("online", names)?;
+            map.serialize_entry("onlineCount", &count)?;
+        }
+        map.end()
+    }
+}
 
 /// What a client needs from an answer. The server echoes every query parameter too; those
 /// extra fields are ignored here.
@@ -104,6 +175,58 @@ impl ErrorCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn echo(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn an_answer_keeps_echoed_keys_in_place_and_appends_the_server_s_fields() {
+        let message = Message {
+            name: "a".into(),
+            msg: "hi".into(),
+            time: 7,
+        };
+        let names = RawValue::from_string("[\"a\"]".to_owned()).expect("valid JSON");
+        let echoed = echo(&[
+            ("name", " a "),
+            ("method", "push"),
+            ("msg", "hi"),
+            ("time", "1"),
+        ]);
+        let saved = Answer {
+            echo: &echoed,
+            time: 7,
+            saved: Some(&message),
+            error: None,
+            msg_list: &[],
+            online: Some((&names, 1)),
+        };
+        assert_eq!(
+            serde_json::to_string(&saved).expect("serializes"),
+            r#"{"name":"a","method":"push","msg":"hi","time":7,"msgList":[],"online":["a"],"onlineCount":1}"#
+        );
+        let echoed = echo(&[("callback", "cb")]);
+        let error = WireError {
+            code: ErrorCode::EmptyMessage,
+            message: "msg is empty".into(),
+        };
+        let refused = Answer {
+            echo: &echoed,
+            time: 5,
+            saved: None,
+            error: Some(&error),
+            msg_list: &[],
+            online: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&refused).expect("serializes"),
+            r#"{"callback":"cb","error":{"code":"empty_message","message":"msg is empty"},"time":5,"msgList":[]}"#
+        );
+    }
 
     #[test]
     fn error_codes_serialize_as_their_wire_spelling() {

@@ -129,6 +129,16 @@ impl MessageText {
         Ok(MessageText(raw.to_owned()))
     }
 
+    /// [`crate::JOIN_MESSAGE`], the text saved for a join without its own text.
+    pub fn join_message() -> MessageText {
+        MessageText(crate::JOIN_MESSAGE.to_owned())
+    }
+
+    /// [`crate::EXIT_MESSAGE`], the text saved for an exit.
+    pub fn exit_message() -> MessageText {
+        MessageText(crate::EXIT_MESSAGE.to_owned())
+    }
+
     /// The saved form.
     pub fn as_str(&self) -> &str {
         &self.0

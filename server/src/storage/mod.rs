@@ -135,13 +135,43 @@ impl ChunkIndex {
         Ok(page)
     }
 
-    /// Time of the newest chunked message (0 when there are no chunks).
+    /// Time of the newest chunked message (0 when there are no chunks): every message newer
+    /// than this is in none of them.
     pub fn chunked_through(&self) -> u64 {
         self.chunks
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .last()
-            .map_or(0, |meta| meta.last_time)
+            .iter()
+            .map(|meta| meta.last_time)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Reads chunk files from the newest back until at least `n` messages are read (or none is
+    /// left). Returns the messages, oldest first, and the newest time of the files left unread
+    /// (0 when all were read).
+    ///
+    /// # Errors
+    /// [`StorageError`] when a chunk cannot be read or parsed.
+    pub fn read_newest(&self, n: usize) -> Result<(Vec<Message>, u64), StorageError> {
+        let metas: Vec<ChunkMeta> = self
+            .chunks
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        let mut read: Vec<Message> = Vec::new();
+        let mut unread = metas.len();
+        while unread > 0 && read.len() < n {
+            unread -= 1;
+            read.extend(files::read_message_file(&metas[unread].path)?);
+        }
+        read.sort_by_key(|message| message.time);
+        let newest_unread = metas[..unread]
+            .iter()
+            .map(|meta| meta.last_time)
+            .max()
+            .unwrap_or(0);
+        Ok((read, newest_unread))
     }
 }
 
@@ -223,14 +253,8 @@ pub struct Store {
 pub struct Loaded {
     /// The store, ready for appends.
     pub store: Store,
-    /// The newest messages (up to the `keep_in_memory` asked for, and at least every message
-    /// not in a chunk file), oldest first.
-    pub recent: Vec<Message>,
     /// How many messages the folder holds in all.
     pub n_messages: u64,
-    /// Time of the newest message that is *not* in `recent` (0 when all are), ms since the
-    /// Unix epoch: a pop from a cursor older than this must read the chunk files.
-    pub older_through: u64,
     /// The chunk files, for reading old history.
     pub chunks: ChunkIndex,
 }
@@ -258,7 +282,6 @@ impl Store {
     /// written), [`StorageError::Io`] for folder or file errors.
     pub fn open(
         dir: &Path,
-        keep_in_memory: usize,
         compact_after: usize,
         lock_wait: LockWait,
     ) -> Result<Loaded, StorageError> {
@@ -345,35 +368,6 @@ impl Store {
             .max()
             .unwrap_or(0);
 
-        // The newest messages for memory: the whole tail, topped up from the newest chunks.
-        let all_chunked: Vec<&Message> = chunk_files
-            .iter()
-            .flat_map(|(_, messages)| messages)
-            .collect();
-        let split = all_chunked
-            .len()
-            .saturating_sub(keep_in_memory.saturating_sub(tail.len()));
-        // Never cut a group of messages sharing a time between disk and memory.
-        let mut split = split;
-        while split > 0
-            && split < all_chunked.len()
-            && all_chunked[split - 1].time == all_chunked[split].time
-        {
-            split -= 1;
-        }
-        let older_through = if split > 0 {
-            all_chunked[split - 1].time
-        } else {
-            0
-        };
-        let mut recent: Vec<Message> = all_chunked[split..]
-            .iter()
-            .map(|&message| message.clone())
-            .collect();
-        recent.extend(tail.iter().cloned());
-        // Chunk and tail ranges can interleave only in damaged or hand-edited folders.
-        recent.sort_by_key(|message| message.time);
-
         let chunks = ChunkIndex::default();
         for (meta, _) in chunk_files {
             chunks.push(meta);
@@ -389,11 +383,14 @@ impl Store {
         };
         Ok(Loaded {
             store,
-            recent,
             n_messages,
-            older_through,
             chunks,
         })
+    }
+
+    /// The messages in no chunk file (those of `data.json` and the log), oldest first.
+    pub fn tail(&self) -> &[Message] {
+        &self.tail
     }
 
     /// Time of the newest stored message, ms since the Unix epoch (0 for an empty room).

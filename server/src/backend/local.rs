@@ -1,0 +1,328 @@
+//! The embedded default backend: the data folder, in the original server's layout, with our
+//! write-ahead log (see [`crate::storage`]).
+//!
+//! One writer thread owns the [`Store`] and is the one place that assigns times and writes.
+//! Appends arrive on a channel; the thread takes the first, then everything else already
+//! waiting (group commit), gives each message its time (`max(now_ms, last_time + 1)`, so times
+//! are unique and strictly increasing even when the wall clock steps back), appends the batch
+//! to the write-ahead log with one fsync, adds it to the messages it keeps in memory, answers
+//! the appenders, and then publishes the newest time. A message is never acknowledged or
+//! published before it is durable.
+//!
+//! In memory it keeps only what is not yet in a chunk file (`data.json` and the log); older
+//! pages are read from the chunk files.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+
+use chat_shared::{Cursor, Message};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::{BackendError, Draft, MessageBackend, Recent};
+use crate::clock::Clock;
+use crate::pages::{newest_whole_groups, take_page};
+use crate::storage::{ChunkIndex, Loaded, StorageError, Store};
+use crate::telemetry::Telemetry;
+
+/// The most saves committed with one fsync.
+pub const MAX_BATCH: usize = 4096;
+
+/// Bound of the queue of appends waiting for the writer thread; a full queue makes requests
+/// wait (back-pressure) rather than grow memory without limit.
+const COMMAND_QUEUE: usize = 16 * 1024;
+
+/// An append waiting for the writer thread.
+#[derive(Debug)]
+struct Append {
+    drafts: Vec<Draft>,
+    reply: oneshot::Sender<Result<Vec<Message>, Arc<StorageError>>>,
+}
+
+/// What the writer thread shares with readers.
+#[derive(Debug)]
+struct Shared {
+    /// Messages not in any chunk file, oldest first (legacy folders may hold some older than
+    /// the newest chunked message).
+    tail: RwLock<VecDeque<Message>>,
+    /// Messages stored in all.
+    n_messages: std::sync::atomic::AtomicU64,
+    /// The chunk files.
+    chunks: ChunkIndex,
+    /// The newest durable time.
+    newest: watch::Sender<u64>,
+}
+
+impl Shared {
+    fn read_tail(&self) -> std::sync::RwLockReadGuard<'_, VecDeque<Message>> {
+        // Every change is a plain push, drain or swap: a panic elsewhere cannot leave it half
+        // changed, so a poisoned lock is used as is.
+        self.tail
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write_tail(&self) -> std::sync::RwLockWriteGuard<'_, VecDeque<Message>> {
+        self.tail
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The data folder as a [`MessageBackend`]. Opened with [`LocalBackend::start`].
+#[derive(Debug)]
+pub struct LocalBackend {
+    shared: Arc<Shared>,
+    appends: Mutex<Option<mpsc::Sender<Append>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl LocalBackend {
+    /// Starts the writer thread on a loaded data folder; each group commit's size and fsync
+    /// time go to `telemetry`.
+    ///
+    /// # Errors
+    /// The writer thread could not be spawned.
+    pub fn start(
+        loaded: Loaded,
+        clock: Arc<dyn Clock>,
+        telemetry: Telemetry,
+    ) -> std::io::Result<LocalBackend> {
+        let Loaded {
+            store,
+            n_messages,
+            chunks,
+            ..
+        } = loaded;
+        let newest_time = store.last_time();
+        let shared = Arc::new(Shared {
+            tail: RwLock::new(store.tail().iter().cloned().collect()),
+            n_messages: n_messages.into(),
+            chunks,
+            newest: watch::channel(newest_time).0,
+        });
+        let (sender, receiver) = mpsc::channel(COMMAND_QUEUE);
+        let writer = spawn_writer(store, receiver, shared.clone(), clock, telemetry)?;
+        Ok(LocalBackend {
+            shared,
+            appends: Mutex::new(Some(sender)),
+            writer: Mutex::new(Some(writer)),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl MessageBackend for LocalBackend {
+    async fn append(&self, drafts: Vec<Draft>) -> Result<Vec<Message>, BackendError> {
+        let sender = self
+            .appends
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+            .ok_or(BackendError::Closed)?;
+        let (reply, answer) = oneshot::channel();
+        sender
+            .send(Append { drafts, reply })
+            .await
+            .map_err(|_| BackendError::Closed)?;
+        match answer.await {
+            Ok(Ok(messages)) => Ok(messages),
+            Ok(Err(error)) => Err(BackendError::Storage(error)),
+            Err(_) => Err(BackendError::Closed),
+        }
+    }
+
+    async fn read_after(
+        &self,
+        after: Cursor,
+        page_size: usize,
+    ) -> Result<Vec<Message>, BackendError> {
+        let after = after.as_millis();
+        if after >= self.shared.chunks.chunked_through() {
+            // Every message newer than the chunks' newest is in memory.
+            return Ok(take_page(&self.shared.read_tail(), after, page_size));
+        }
+        let chunks = self.shared.chunks.clone();
+        let mut page = tokio::task::spawn_blocking(move || chunks.read_after(after, page_size))
+            .await
+            .map_err(|join_error| history_error(std::io::Error::other(join_error)))?
+            .map_err(|error| BackendError::Storage(Arc::new(error)))?;
+        if page.len() < page_size {
+            let tail = self.shared.read_tail();
+            continue_from_memory(&mut page, &tail, after, page_size);
+        }
+        Ok(page)
+    }
+
+    async fn recent(&self, n: usize) -> Result<Recent, BackendError> {
+        let tail: Vec<Message> = self.shared.read_tail().iter().cloned().collect();
+        let chunks = self.shared.chunks.clone();
+        tokio::task::spawn_blocking(move || {
+            let (older, older_through_unread) = chunks.read_newest(n.saturating_add(1))?;
+            let mut all = older;
+            all.extend(tail);
+            // Chunk and tail ranges interleave only in legacy or hand-edited folders.
+            all.sort_by_key(|message| message.time);
+            let (messages, older_through) = newest_whole_groups(all, n);
+            Ok(Recent {
+                messages,
+                older_through: older_through.max(older_through_unread),
+            })
+        })
+        .await
+        .map_err(|join_error| history_error(std::io::Error::other(join_error)))?
+        .map_err(|error: StorageError| BackendError::Storage(Arc::new(error)))
+    }
+
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.shared.newest.subscribe()
+    }
+
+    fn n_messages(&self) -> u64 {
+        self.shared
+            .n_messages
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    async fn close(&self) {
+        drop(
+            self.appends
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .take(),
+        );
+        let writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(writer) = writer {
+            let joined = tokio::task::spawn_blocking(move || writer.join()).await;
+            if !matches!(joined, Ok(Ok(()))) {
+                tracing::error!(
+                    "the writer thread panicked; unsaved messages were never acknowledged"
+                );
+            }
+        }
+    }
+}
+
+fn history_error(source: std::io::Error) -> BackendError {
+    BackendError::Storage(Arc::new(StorageError::io(
+        std::path::Path::new("history"),
+        source,
+    )))
+}
+
+/// A page read from the chunk files ran out before `page_size`: it goes on with the messages
+/// only memory holds. Legacy files may split a group of messages sharing a time between the
+/// last chunk file and `data.json`, so memory is taken from the page's last time on, minus the
+/// copies already read from disk.
+fn continue_from_memory(
+    page: &mut Vec<Message>,
+    tail: &VecDeque<Message>,
+    after: u64,
+    page_size: usize,
+) {
+    let Some(last_time) = page.last().map(|message| message.time) else {
+        *page = take_page(tail, after, page_size);
+        return;
+    };
+    let mut read_from_disk: Vec<Message> = page
+        .iter()
+        .filter(|message| message.time == last_time)
+        .cloned()
+        .collect();
+    let wanted = page_size - page.len() + read_from_disk.len();
+    let mut more = take_page(tail, last_time.saturating_sub(1), wanted);
+    more.retain(|message| {
+        if message.time < last_time {
+            return false;
+        }
+        match read_from_disk.iter().position(|copy| copy == message) {
+            Some(found) if message.time == last_time => {
+                read_from_disk.swap_remove(found);
+                false
+            }
+            _ => true,
+        }
+    });
+    page.extend(more);
+}
+
+/// Starts the writer thread. It runs until every sender of `appends` is dropped, then compacts
+/// the log into the JSON layout and ends (dropping the store releases the data folder).
+fn spawn_writer(
+    mut store: Store,
+    mut appends: mpsc::Receiver<Append>,
+    shared: Arc<Shared>,
+    clock: Arc<dyn Clock>,
+    telemetry: Telemetry,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("chat-writer".to_owned())
+        .spawn(move || {
+            let mut batch: Vec<Append> = Vec::with_capacity(64);
+            let mut messages: Vec<Message> = Vec::with_capacity(64);
+            while let Some(first) = appends.blocking_recv() {
+                let mut n_drafts = first.drafts.len();
+                batch.push(first);
+                while n_drafts < MAX_BATCH {
+                    match appends.try_recv() {
+                        Ok(append) => {
+                            n_drafts += append.drafts.len();
+                            batch.push(append);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let mut last_time = store.last_time();
+                for draft in batch.iter().flat_map(|append| &append.drafts) {
+                    let time = clock.now_ms().max(last_time.saturating_add(1));
+                    last_time = time;
+                    messages.push(Message {
+                        name: draft.name.as_str().to_owned(),
+                        msg: draft.msg.as_str().to_owned(),
+                        time,
+                    });
+                }
+                let result = match store.append(&messages) {
+                    Ok(report) => {
+                        telemetry.committed(messages.len(), report.fsync, report.compaction);
+                        let mut tail = shared.write_tail();
+                        if report.compaction.is_some() {
+                            // Compaction moved the oldest into chunk files: memory follows it.
+                            *tail = store.tail().iter().cloned().collect();
+                        } else {
+                            tail.extend(messages.iter().cloned());
+                        }
+                        drop(tail);
+                        shared.n_messages.fetch_add(
+                            messages.len() as u64,
+                            std::sync::atomic::Ordering::SeqCst,
+                        );
+                        Ok(())
+                    }
+                    Err(error) => {
+                        tracing::error!(error = %error, n_messages = messages.len(), "could not save messages");
+                        Err(Arc::new(error))
+                    }
+                };
+                let newest = messages.last().map(|message| message.time);
+                let mut timed = messages.drain(..);
+                for append in batch.drain(..) {
+                    let mine: Vec<Message> = timed.by_ref().take(append.drafts.len()).collect();
+                    // The appender may have gone away; its messages are saved all the same.
+                    let _ = append.reply.send(result.clone().map(|()| mine));
+                }
+                drop(timed);
+                if let (Ok(()), Some(newest)) = (&result, newest) {
+                    shared.newest.send_replace(newest);
+                }
+            }
+            if let Err(error) = store.compact() {
+                tracing::error!(error = %error, "final compaction failed; messages stay in the write-ahead log");
+            }
+            tracing::debug!("writer thread finished");
+        })
+}

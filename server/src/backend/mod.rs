@@ -1,0 +1,116 @@
+//! The storage seam: what the room needs from wherever messages and presence live.
+//!
+//! Shaped after centrifuge's Broker and PresenceManager: one trait per concern.
+//! [`MessageBackend`] appends batches and assigns their times, reads pages of history after a
+//! cursor, and tells this instance that new messages exist (also those another instance
+//! saved, for a shared backend). [`PresenceStore`] keeps who is online. The room
+//! ([`crate::room`]) keeps only what belongs to one instance (its held pops and a cache of the
+//! newest messages) and works the same over every backend. [`local`] is the embedded default:
+//! the data folder with its write-ahead log, group commit and the original's file layout.
+//!
+//! Data flows one way: routes → protocol → room → backend. A backend never calls the room; it
+//! publishes the newest time on a `watch` channel the room follows.
+
+pub mod local;
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use chat_shared::{Cursor, Message, MessageText, Nickname};
+use tokio::sync::watch;
+
+use crate::presence::OnlineSnapshot;
+use crate::storage::StorageError;
+
+/// A message to store: validated, not yet timed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Draft {
+    /// Who says it.
+    pub name: Nickname,
+    /// What is said.
+    pub msg: MessageText,
+}
+
+/// Why a backend could not do what was asked.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BackendError {
+    /// The storage failed; for an append, nothing of the batch was stored.
+    #[error(transparent)]
+    Storage(Arc<StorageError>),
+    /// The backend is closed (the server is stopping) and takes no more appends.
+    #[error("the backend is closed")]
+    Closed,
+}
+
+/// The newest messages, for a room's cache at start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recent {
+    /// Oldest first; groups of messages sharing a time (legacy files have them) are whole.
+    pub messages: Vec<Message>,
+    /// Time of the newest message *not* in `messages` (0 when there is none), ms since the Unix
+    /// epoch: a page after an older cursor must be read from the backend.
+    pub older_through: u64,
+}
+
+/// Where messages live: appends, history pages, and news of new messages.
+#[async_trait::async_trait]
+pub trait MessageBackend: Send + Sync + Debug {
+    /// Stores `drafts` in this order, giving each the time `max(now_ms, last + 1)`, so times are
+    /// unique and strictly increasing across everything this backend stores; returns them timed.
+    /// When this returns `Ok`, they are durable, and [`MessageBackend::subscribe`] has been told
+    /// (or is told at once) of their time.
+    ///
+    /// # Errors
+    /// [`BackendError::Storage`]: none of `drafts` is stored. [`BackendError::Closed`].
+    async fn append(&self, drafts: Vec<Draft>) -> Result<Vec<Message>, BackendError>;
+
+    /// Up to `page_size` messages newer than `after`, oldest first (more when a page would
+    /// otherwise split messages that share a time).
+    ///
+    /// # Errors
+    /// [`BackendError::Storage`] when history cannot be read.
+    async fn read_after(
+        &self,
+        after: Cursor,
+        page_size: usize,
+    ) -> Result<Vec<Message>, BackendError>;
+
+    /// The newest `n` messages (more to keep a group sharing a time whole).
+    ///
+    /// # Errors
+    /// [`BackendError::Storage`] when history cannot be read.
+    async fn recent(&self, n: usize) -> Result<Recent, BackendError>;
+
+    /// The newest stored time (ms since the Unix epoch, 0 when empty), updated whenever new
+    /// messages exist.
+    fn subscribe(&self) -> watch::Receiver<u64>;
+
+    /// How many messages are stored in all.
+    fn n_messages(&self) -> u64;
+
+    /// Stops taking appends, finishes those under way, and flushes (for the local folder:
+    /// compacts the write-ahead log and releases the folder). Waits until done; a second call
+    /// returns at once.
+    async fn close(&self);
+}
+
+/// Who is online: names seen lately or holding a pop. Shared by all the instances of a room on
+/// a shared backend.
+pub trait PresenceStore: Send + Sync + Debug {
+    /// `name` did something (a save or a pop).
+    fn seen(&self, name: &str);
+
+    /// `name` said `exit`: it leaves the list until it is seen again.
+    fn left(&self, name: &str);
+
+    /// A pop under `name` is held: the name stays online until [`PresenceStore::release`].
+    /// Returns false when the name does not take part in presence (blank, or the anonymous
+    /// placeholder that many people share).
+    fn hold(&self, name: &str) -> bool;
+
+    /// A pop held under `name` ended (answered or gone): it counts as seen now.
+    fn release(&self, name: &str);
+
+    /// The current online list.
+    fn snapshot(&self) -> Arc<OnlineSnapshot>;
+}

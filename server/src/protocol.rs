@@ -1,0 +1,409 @@
+//! The legacy chat protocol (`docs/protocol.md`): a query string turned into a typed
+//! [`Request`], every refusal mapped to its [`ErrorCode`] in one place ([`Refusal::code`]),
+//! and answers rendered through [`chat_shared::Answer`] into a JSONP body.
+//!
+//! Nothing here does I/O: routes call [`parse`], hand the [`Request`] to the room, and render
+//! what comes back with an [`AnswerWriter`].
+
+use std::time::Duration;
+
+use actix_web::http::Method as HttpMethod;
+use chat_shared::{
+    Answer, CallbackError, CallbackName, Cursor, ErrorCode, Message, MessageText, Method, Nickname,
+    TextError, WireError,
+};
+use serde_json::value::RawValue;
+
+use crate::jsonp;
+use crate::query::{DecodeError, Query};
+
+/// The longest query string a pop may have, in bytes. A held pop keeps its echoed parameters
+/// for its whole hold time; real clients send a few hundred bytes.
+pub const MAX_POP_QUERY_BYTES: usize = 4096;
+
+/// Query parameters the server writes itself; a client's value for them is not echoed.
+const SERVER_FIELDS: [&str; 4] = ["msgList", "error", "online", "onlineCount"];
+
+/// The query parameters of the chat protocol: a request with any of them is a chat request.
+pub const CHAT_PARAMETERS: [&str; 5] = ["name", "msg", "time", "method", "callback"];
+
+/// A chat request, validated: what the client asked for, in the original server's terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// No `time`, no `method`, or a POST: save a join (its own `msg`, or
+    /// [`chat_shared::JOIN_MESSAGE`]).
+    Join {
+        /// Who joins.
+        name: Nickname,
+        /// What is saved.
+        msg: MessageText,
+    },
+    /// `method=push` with a `time`: save `msg`.
+    Push {
+        /// Who speaks.
+        name: Nickname,
+        /// What is saved.
+        msg: MessageText,
+    },
+    /// `method=exit` (or a POST saying so, as `navigator.sendBeacon` sends): save
+    /// [`chat_shared::EXIT_MESSAGE`] and leave the online list.
+    Exit {
+        /// Who leaves.
+        name: Nickname,
+    },
+    /// Anything else with a `time`: a long poll for messages newer than `cursor`.
+    Pop {
+        /// The client's cursor; `None` when `time` is not a whole number (answered at once with
+        /// the newest time, as the original did).
+        cursor: Option<Cursor>,
+        /// The name the pop counts as online under, when it is a valid nickname.
+        name: Option<Nickname>,
+    },
+}
+
+impl Request {
+    /// The kind's name in logs and metrics: `join`, `push`, `exit`, `pop`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Request::Join { .. } => "join",
+            Request::Push { .. } => "push",
+            Request::Exit { .. } => "exit",
+            Request::Pop { .. } => "pop",
+        }
+    }
+}
+
+/// Why a request is refused through its callback (`error.code`, `error.message`). The one
+/// mapping from refusals to wire codes is [`Refusal::code`].
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Refusal {
+    /// `name` or `msg` is not cleanly percent-encoded UTF-8.
+    #[error("{key}: {source}")]
+    Encoding {
+        /// The parameter.
+        key: &'static str,
+        /// What is wrong with it.
+        source: DecodeError,
+    },
+    /// `name` or `msg` breaks a text rule.
+    #[error(transparent)]
+    Text(#[from] TextError),
+    /// Too many saves from this address; `retry_in` until the next one is allowed.
+    #[error("too many messages from this address; retry in {:.1} s", .retry_in.as_secs_f64())]
+    RateLimited {
+        /// How long until a save is allowed again.
+        retry_in: Duration,
+    },
+    /// Too many held pops from this address.
+    #[error("too many waiting requests from this address")]
+    TooManyPolls,
+    /// A pop's query string over [`MAX_POP_QUERY_BYTES`].
+    #[error("a pop's query string may have at most {MAX_POP_QUERY_BYTES} bytes")]
+    RequestTooLarge,
+    /// The backend could not store the message; nothing was saved.
+    #[error("the server could not store the message")]
+    StorageFailed,
+    /// The backend could not read the history the pop asked for.
+    #[error("the server could not read its history")]
+    HistoryUnreadable,
+    /// The server is stopping and no successor answers on its socket.
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+impl Refusal {
+    /// The wire code of this refusal.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Refusal::Encoding { .. } => ErrorCode::InvalidEncoding,
+            Refusal::Text(error) => error.code(),
+            Refusal::RateLimited { .. } => ErrorCode::RateLimited,
+            Refusal::TooManyPolls => ErrorCode::TooManyPolls,
+            Refusal::RequestTooLarge => ErrorCode::RequestTooLarge,
+            Refusal::StorageFailed | Refusal::HistoryUnreadable => ErrorCode::StorageFailed,
+            Refusal::ShuttingDown => ErrorCode::ShuttingDown,
+        }
+    }
+
+    /// The `error` object of the answer.
+    pub fn to_wire(&self) -> WireError {
+        WireError {
+            code: self.code(),
+            message: self.to_string(),
+        }
+    }
+}
+
+/// The text limits requests are checked against (the server's settings).
+#[derive(Debug, Clone, Copy)]
+pub struct TextLimits {
+    /// Longest nickname, in characters.
+    pub max_name_len: usize,
+    /// Longest message, in characters.
+    pub max_msg_len: usize,
+}
+
+/// A chat request read from its query string: the callback to answer through, the writer of
+/// its answers, and the request itself or why it is refused.
+#[derive(Debug)]
+pub struct Parsed {
+    /// Renders the answers of this request.
+    pub answer: AnswerWriter,
+    /// The validated request, or the refusal to answer with.
+    pub request: Result<Request, Refusal>,
+}
+
+/// A `callback` that is unsafe to write into a script (not a plain identifier path, or not
+/// cleanly encoded): answered with a plain 400 that never reflects it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid callback name")]
+pub struct UnsafeCallback;
+
+impl From<CallbackError> for UnsafeCallback {
+    fn from(_: CallbackError) -> UnsafeCallback {
+        UnsafeCallback
+    }
+}
+
+/// Reads a chat request from its HTTP method and raw query string (not empty), by the original
+/// server's rules in their order (`docs/protocol.md`, "The rules, in order").
+///
+/// # Errors
+/// [`UnsafeCallback`]: nothing else of the request is read.
+pub fn parse(
+    http_method: &HttpMethod,
+    raw_query: &str,
+    limits: TextLimits,
+) -> Result<Parsed, UnsafeCallback> {
+    let query = Query::parse(raw_query);
+    // `res.callback || "callback"` in the original: an empty name is the default.
+    let callback = match query.get("callback") {
+        None => CallbackName::default_name(),
+        Some(param) if param.error.is_some() => return Err(UnsafeCallback),
+        Some(param) if param.value.is_empty() => CallbackName::default_name(),
+        Some(param) => CallbackName::parse(&param.value)?,
+    };
+    let answer = AnswerWriter::new(callback, &query);
+    let request = match classify(http_method, &query) {
+        Kind::Pop if raw_query.len() > MAX_POP_QUERY_BYTES => Err(Refusal::RequestTooLarge),
+        Kind::Pop => Ok(Request::Pop {
+            cursor: answer.client_time,
+            name: pop_name(&query, limits.max_name_len),
+        }),
+        kind => save_request(kind, &query, limits),
+    };
+    Ok(Parsed { answer, request })
+}
+
+/// The rule a request falls under, before its parameters are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Join,
+    Push,
+    Exit,
+    Pop,
+}
+
+fn classify(http_method: &HttpMethod, query: &Query) -> Kind {
+    let is_post = http_method == HttpMethod::POST;
+    let method = query.value("method");
+    // `navigator.sendBeacon` can only POST: a POST that says exit is an exit.
+    if is_post && method == Some("exit") {
+        return Kind::Exit;
+    }
+    let time_missing = query.value("time").is_none_or(str::is_empty);
+    match method {
+        _ if time_missing || is_post => Kind::Join,
+        // `!res.method` in the original: an empty value (jQuery's `method=` for an undefined
+        // field) is as good as none.
+        None | Some("") => Kind::Join,
+        Some(value) => match Method::parse(value) {
+            Method::Push => Kind::Push,
+            Method::Exit => Kind::Exit,
+            Method::Pop => Kind::Pop,
+        },
+    }
+}
+
+/// Checks the parameters a save stores: `name`, and `msg` unless it is an exit.
+fn save_request(kind: Kind, query: &Query, limits: TextLimits) -> Result<Request, Refusal> {
+    let stored: &[&'static str] = if kind == Kind::Exit {
+        &["name"]
+    } else {
+        &["name", "msg"]
+    };
+    for &key in stored {
+        if let Some(source) = query.get(key).and_then(|param| param.error) {
+            return Err(Refusal::Encoding { key, source });
+        }
+    }
+    let name = Nickname::parse(query.value("name").unwrap_or(""), limits.max_name_len)?;
+    let raw_msg = query.value("msg").unwrap_or("");
+    Ok(match kind {
+        Kind::Join if raw_msg.trim().is_empty() => Request::Join {
+            name,
+            msg: MessageText::join_message(),
+        },
+        Kind::Join => Request::Join {
+            name,
+            msg: MessageText::parse_allow_empty(raw_msg, limits.max_msg_len)?,
+        },
+        Kind::Exit => Request::Exit { name },
+        Kind::Push | Kind::Pop => Request::Push {
+            name,
+            msg: MessageText::parse(raw_msg, limits.max_msg_len)?,
+        },
+    })
+}
+
+/// The name a pop counts as online under: a cleanly decoded, valid nickname.
+fn pop_name(query: &Query, max_name_len: usize) -> Option<Nickname> {
+    let param = query.get("name").filter(|param| param.error.is_none())?;
+    Nickname::parse(&param.value, max_name_len).ok()
+}
+
+/// Renders the answers of one request: its callback and echoed parameters, kept (a few hundred
+/// bytes) while a pop is held, and nothing else of the request.
+#[derive(Debug)]
+pub struct AnswerWriter {
+    callback: CallbackName,
+    echo: Vec<(String, String)>,
+    /// The request's `time`, when it is a whole number.
+    client_time: Option<Cursor>,
+}
+
+impl AnswerWriter {
+    fn new(callback: CallbackName, query: &Query) -> AnswerWriter {
+        let echo = query
+            .params()
+            .iter()
+            .filter(|param| !SERVER_FIELDS.contains(&param.key.as_str()))
+            .map(|param| (param.key.clone(), param.value.clone()))
+            .collect();
+        AnswerWriter {
+            callback,
+            echo,
+            client_time: query.value("time").and_then(Cursor::parse),
+        }
+    }
+
+    /// The JSONP body of `answer` through this request's callback.
+    fn body(&self, answer: &Answer<'_>) -> String {
+        // A map of strings, numbers and plain messages always serializes.
+        let json = serde_json::to_string(answer).unwrap_or_else(|_| "{}".to_owned());
+        jsonp::render_body(&self.callback, &json)
+    }
+
+    /// The answer to a pop: `messages` (oldest first) and the cursor `time` (ms).
+    pub fn page(&self, time: u64, messages: &[Message], online: (&RawValue, usize)) -> String {
+        self.body(&Answer {
+            echo: &self.echo,
+            time,
+            saved: None,
+            error: None,
+            msg_list: messages,
+            online: Some(online),
+        })
+    }
+
+    /// The answer to a save: the stored name, text and time.
+    pub fn saved(&self, message: &Message, online: (&RawValue, usize)) -> String {
+        self.body(&Answer {
+            echo: &self.echo,
+            time: message.time,
+            saved: Some(message),
+            error: None,
+            msg_list: &[],
+            online: Some(online),
+        })
+    }
+
+    /// A refusal through the callback: `error`, no messages, and a `time` the client can poll
+    /// with (its own when it sent a valid one, else `newest_time`, ms).
+    pub fn refusal(&self, refusal: &Refusal, newest_time: u64) -> String {
+        let error = refusal.to_wire();
+        self.body(&Answer {
+            echo: &self.echo,
+            time: self.client_time.map_or(newest_time, Cursor::as_millis),
+            saved: None,
+            error: Some(&error),
+            msg_list: &[],
+            online: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: TextLimits = TextLimits {
+        max_name_len: 32,
+        max_msg_len: 2000,
+    };
+
+    #[test]
+    fn classification_follows_the_original_rules_in_order() {
+        let get = HttpMethod::GET;
+        let post = HttpMethod::POST;
+        let cases = [
+            (&get, "name=a", Kind::Join),
+            (&get, "name=a&method=pop", Kind::Join),
+            (&get, "name=a&method=pop&time=", Kind::Join),
+            (&get, "name=a&time=5", Kind::Join),
+            (&get, "name=a&method=push&msg=hi", Kind::Join),
+            (&get, "name=a&method=push&msg=hi&time=5", Kind::Push),
+            (&get, "name=a&method=exit&time=5", Kind::Exit),
+            (&get, "name=a&method=pop&time=5", Kind::Pop),
+            (&get, "name=a&method=anything&time=5", Kind::Pop),
+            (&get, "name=a&method=PUSH&time=5", Kind::Pop),
+            (&get, "name=a&method=&time=5", Kind::Join),
+            (&post, "name=a&method=pop&time=5", Kind::Join),
+            (&post, "name=a&method=exit&time=5", Kind::Exit),
+            (&post, "name=a&method=exit", Kind::Exit),
+        ];
+        for (http_method, query, expected) in cases {
+            assert_eq!(
+                classify(http_method, &Query::parse(query)),
+                expected,
+                "{http_method} ?{query}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_refusal_has_its_wire_code() {
+        let cases = [
+            ("name=a&method=push&msg=&time=1", ErrorCode::EmptyMessage),
+            (
+                "name=a&method=push&msg=%zz&time=1",
+                ErrorCode::InvalidEncoding,
+            ),
+            (
+                "name=a%01&method=push&msg=hi&time=1",
+                ErrorCode::ControlCharacter,
+            ),
+        ];
+        for (query, code) in cases {
+            let parsed = parse(&HttpMethod::GET, query, LIMITS).expect("a safe callback");
+            let refusal = parsed.request.expect_err(query);
+            assert_eq!(refusal.code(), code, "?{query}");
+        }
+    }
+
+    #[test]
+    fn a_pop_is_typed_with_its_cursor_and_name() {
+        let parsed = parse(&HttpMethod::GET, "name=bo&method=pop&time=42", LIMITS).expect("safe");
+        let Ok(Request::Pop { cursor, name }) = parsed.request else {
+            panic!("a pop: {:?}", parsed.request);
+        };
+        assert_eq!(cursor, Some(Cursor::from_millis(42)));
+        assert_eq!(name.as_ref().map(Nickname::as_str), Some("bo"));
+    }
+
+    #[test]
+    fn an_unsafe_callback_is_refused_before_anything_else() {
+        assert!(parse(&HttpMethod::GET, "callback=alert(1)//&name=a", LIMITS).is_err());
+        assert!(parse(&HttpMethod::GET, "callback=%zz", LIMITS).is_err());
+    }
+}
