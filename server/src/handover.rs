@@ -153,16 +153,29 @@ pub fn request_listeners(data_dir: &Path) -> Result<HandedOver, HandoverError> {
 pub struct HandoverSocket {
     listener: tokio::net::UnixListener,
     path: PathBuf,
+    /// Device and inode of the socket file this process made, so that dropping it never
+    /// removes a successor's.
+    file_id: Option<(u64, u64)>,
+}
+
+/// The device and inode of `path`.
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|meta| (meta.dev(), meta.ino()))
 }
 
 impl HandoverSocket {
-    /// Listens on the hand-over socket of `data_dir`. Call it only while holding the data
+    /// Listens on the hand-over socket of `data_dir`, connectable by this user only (mode
+    /// 0600: whoever connects can stop this server). Call it only while holding the data
     /// folder's lock: a socket file left there is then a dead process's and is replaced.
     ///
     /// # Errors
     /// The socket cannot be created (for example a data folder path longer than a Unix socket
     /// path may be, about 100 bytes).
     pub fn bind(data_dir: &Path) -> std::io::Result<HandoverSocket> {
+        use std::os::unix::fs::PermissionsExt;
         let path = socket_path(data_dir);
         match std::fs::remove_file(&path) {
             Ok(()) => {}
@@ -170,7 +183,13 @@ impl HandoverSocket {
             Err(error) => return Err(error),
         }
         let listener = tokio::net::UnixListener::bind(&path)?;
-        Ok(HandoverSocket { listener, path })
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        let file_id = file_id(&path);
+        Ok(HandoverSocket {
+            listener,
+            path,
+            file_id,
+        })
     }
 
     /// Waits for a process that asks to take over (a connection that sends [`HELLO`]);
@@ -195,8 +214,10 @@ impl HandoverSocket {
 
 impl Drop for HandoverSocket {
     fn drop(&mut self) {
-        // The successor binds its own; a stale file would only be replaced.
-        let _ = std::fs::remove_file(&self.path);
+        // Only our own file: a successor may have bound its own there already.
+        if self.file_id.is_some() && file_id(&self.path) == self.file_id {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -267,6 +288,51 @@ mod tests {
         let _client = std::net::TcpStream::connect(addr).expect("connects");
         let (_, from) = handed.chat.accept().expect("accepted by the new owner");
         assert!(from.ip().is_loopback());
+    }
+
+    #[tokio::test]
+    async fn the_socket_is_for_this_user_only_and_dropping_it_leaves_a_successor_s_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let first = HandoverSocket::bind(dir.path()).expect("binds");
+        let mode = std::fs::metadata(socket_path(dir.path()))
+            .expect("exists")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let successor = HandoverSocket::bind(dir.path()).expect("replaces the file");
+        drop(first);
+        assert!(
+            socket_path(dir.path()).exists(),
+            "the successor's socket file stays"
+        );
+        drop(successor);
+        assert!(!socket_path(dir.path()).exists());
+    }
+
+    #[tokio::test]
+    async fn both_listeners_cross_and_keep_their_roles() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let socket = HandoverSocket::bind(dir.path()).expect("binds");
+        let chat = TcpListener::bind("127.0.0.1:0").expect("binds");
+        let metrics = TcpListener::bind("127.0.0.1:0").expect("binds");
+        let data_dir = dir.path().to_owned();
+        let asking = tokio::task::spawn_blocking(move || request_listeners(&data_dir));
+        let request = socket.next_request().await.expect("a request");
+        request.hand_over(&chat, Some(&metrics)).expect("sent");
+        let handed = asking.await.expect("joins").expect("received");
+        assert_eq!(
+            handed.chat.local_addr().expect("address"),
+            chat.local_addr().expect("address")
+        );
+        assert_eq!(
+            handed
+                .metrics
+                .expect("a metrics listener")
+                .local_addr()
+                .expect("address"),
+            metrics.local_addr().expect("address")
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use chat_server::clock::SystemClock;
 use chat_server::config::LogFormat;
-use chat_server::startup::raise_open_file_limit;
+use chat_server::startup::{raise_open_file_limit, Handover};
 use chat_server::{Application, ListenerSource, Listeners, Settings};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -22,9 +22,10 @@ fn main() -> ExitCode {
     let inherited = listenfd::ListenFd::from_env().take_tcp_listener(0);
     raise_open_file_limit(settings.max_polls as u64 + 1024);
     let result = actix_web::rt::System::new().block_on(async move {
-        let inherited = inherited.map_err(|error| {
-            anyhow::anyhow!("the socket passed in LISTEN_FDS is not a TCP listener: {error}")
-        })?;
+        let inherited = anyhow::Context::context(
+            inherited,
+            "the socket passed in LISTEN_FDS is not a TCP listener",
+        )?;
         run(settings, inherited).await
     });
     match result {
@@ -61,7 +62,11 @@ async fn run(settings: Settings, inherited: Option<TcpListener>) -> anyhow::Resu
         Listeners::bind(&settings)?
     };
     // A socket kept by a supervisor (systemd) outlives this process: its next process answers.
-    let successor_listens = listeners.source == ListenerSource::Inherited;
+    let on_stop = if listeners.source == ListenerSource::Inherited {
+        Handover::SocketKept
+    } else {
+        Handover::None
+    };
     let app = Application::build_on(settings, Arc::new(SystemClock), listeners).await?;
     let handle = app.shutdown_handle();
     tokio::spawn(async move {
@@ -70,7 +75,7 @@ async fn run(settings: Settings, inherited: Option<TcpListener>) -> anyhow::Resu
             step = "stop",
             "stop signal received: answering held pops and flushing"
         );
-        handle.shutdown(successor_listens).await;
+        handle.shutdown(on_stop).await;
     });
     app.run_until_stopped().await
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use chat_shared::{Cursor, Message, Nickname};
 use tokio::sync::watch;
 
-use crate::backend::{BackendError, Draft, MessageBackend, PresenceStore};
+use crate::backend::{BackendError, Draft, Flush, MessageBackend, PresenceStore};
 use crate::pages::{evict_oldest, take_page};
 use crate::storage::StorageError;
 
@@ -325,10 +325,10 @@ impl Room {
         }
     }
 
-    /// Stops taking saves, lets the backend finish the ones under way and flush, and waits for
-    /// it; the last saves are cached (their senders answered) before the follower stops.
-    pub async fn close(&self) {
-        self.inner.backend.close().await;
+    /// Stops taking saves, lets the backend finish the ones under way and flush as `flush`
+    /// says, and waits for it; the last saves are cached (their senders answered) before the follower stops.
+    pub async fn close(&self, flush: Flush) {
+        self.inner.backend.close(flush).await;
         let stored = *self.inner.backend.subscribe().borrow();
         let mut cached = self.inner.cached.subscribe();
         let caught_up = tokio::time::timeout(

@@ -461,7 +461,7 @@ mod tests {
         .await
         .expect("starts");
         room.begin_shutdown();
-        room.close().await;
+        room.close(crate::backend::Flush::Compact).await;
         web::Data::new(AppState {
             room,
             held_polls: HeldPolls::new(10, 10),

@@ -9,7 +9,7 @@
 //! load it while the last answers go out.
 
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
 use crate::backend::local::LocalBackend;
+use crate::backend::Flush;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::handover::{self, HandoverSocket};
@@ -38,9 +39,6 @@ const SHUTDOWN_TIMEOUT_SECS: u64 = 1;
 /// `Connection: close` and leave within milliseconds; idle keep-alive connections of browsers
 /// are not waited for longer than this.
 const DRAIN_WINDOW: Duration = Duration::from_millis(300);
-
-/// How often the drain looks at the number of open connections.
-const DRAIN_CHECK_EVERY: Duration = Duration::from_millis(2);
 
 /// How long a takeover waits for the running process to release the data folder.
 pub const TAKEOVER_LOCK_WAIT: Duration = Duration::from_secs(30);
@@ -113,22 +111,41 @@ impl Listeners {
     }
 
     /// Takes the listeners over from the process running on `settings.data_dir` (blocking).
-    /// When that process had no metrics listener and `settings.metrics_bind` is set, one is
-    /// bound; a metrics listener handed over while none is wanted is closed.
+    /// The metrics address is bound first, before anything is asked of the running process:
+    /// when it is free, ours is used; when it is in use, the running process's metrics
+    /// listener is taken over if it is on that address, else metrics are off (with a warning:
+    /// the takeover itself must not fail once the running process has begun to stop).
     ///
     /// # Errors
-    /// No process answers, the exchange fails, or the metrics address cannot be bound.
+    /// No process answers, the exchange fails, or the metrics address cannot be bound for a
+    /// reason other than being in use.
     pub fn take_over(settings: &Settings) -> anyhow::Result<Listeners> {
+        let own_metrics = match settings.metrics_bind.map(TcpListener::bind) {
+            Some(Ok(listener)) => Some(listener),
+            Some(Err(error)) if error.kind() == std::io::ErrorKind::AddrInUse => None,
+            Some(Err(error)) => {
+                return Err(error).context("cannot listen for metrics");
+            }
+            None => None,
+        };
         let handed = handover::request_listeners(&settings.data_dir)?;
         tracing::info!(
             step = "takeover",
             address = %handed.chat.local_addr().map_or_else(|_| "?".to_owned(), |addr| addr.to_string()),
             "takeover: received the listening socket; the running process is answering its held pops and flushing"
         );
-        let metrics = match (handed.metrics, settings.metrics_bind) {
-            (Some(listener), Some(_)) => Some(listener),
-            (None, Some(_)) => bind_metrics(settings)?,
-            (_, None) => None,
+        let metrics = match (own_metrics, handed.metrics, settings.metrics_bind) {
+            (Some(own), _, _) => Some(own),
+            (None, Some(handed), Some(wanted))
+                if handed.local_addr().is_ok_and(|addr| addr == wanted) =>
+            {
+                Some(handed)
+            }
+            (None, _, Some(wanted)) => {
+                tracing::warn!(address = %wanted, "the metrics address is in use by another program; metrics are off");
+                None
+            }
+            (None, _, None) => None,
         };
         Ok(Listeners {
             chat: handed.chat,
@@ -147,28 +164,42 @@ fn bind_metrics(settings: &Settings) -> anyhow::Result<Option<TcpListener>> {
         .transpose()
 }
 
-/// Counts the chat listener's open connections, so a stop can tell when they have left.
-#[derive(Debug, Clone, Default)]
-pub struct ConnectionCount(Arc<AtomicUsize>);
+/// Counts the chat listener's open connections, so a stop can wait until they have left.
+#[derive(Debug, Clone)]
+pub struct ConnectionCount(Arc<tokio::sync::watch::Sender<usize>>);
+
+impl Default for ConnectionCount {
+    fn default() -> ConnectionCount {
+        ConnectionCount(Arc::new(tokio::sync::watch::channel(0).0))
+    }
+}
 
 /// Lives in a connection's extensions: dropped, with them, when the connection closes.
 struct OpenConnection(ConnectionCount);
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
-        self.0 .0.fetch_sub(1, Ordering::SeqCst);
+        self.0
+             .0
+            .send_modify(|n_open| *n_open = n_open.saturating_sub(1));
     }
 }
 
 impl ConnectionCount {
     fn opened(&self, extensions: &mut Extensions) {
-        self.0.fetch_add(1, Ordering::SeqCst);
+        self.0.send_modify(|n_open| *n_open += 1);
         extensions.insert(Arc::new(OpenConnection(self.clone())));
     }
 
     /// Connections open right now.
     pub fn n_open(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
+        *self.0.borrow()
+    }
+
+    /// Waits until no connection is open, or `limit` has passed.
+    async fn wait_until_none(&self, limit: Duration) {
+        let mut open = self.0.subscribe();
+        let _ = tokio::time::timeout(limit, open.wait_for(|&n_open| n_open == 0)).await;
     }
 }
 
@@ -183,6 +214,7 @@ pub struct Application {
     listeners_for_handover: Option<(TcpListener, Option<TcpListener>)>,
     connections: ConnectionCount,
     shutdown_started: Arc<AtomicBool>,
+    shutdown_finished: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// Stops a running [`Application`]: held pops answer at once, accepting stops, open
@@ -195,34 +227,39 @@ pub struct ShutdownHandle {
     metrics_server: Option<ServerHandle>,
     connections: ConnectionCount,
     started: Arc<AtomicBool>,
+    stopped: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl ShutdownHandle {
-    /// Begins the shutdown and waits until the HTTP server has stopped. `successor_listens`
-    /// says whether another process will accept on the same listening socket (a takeover, or
-    /// a socket kept by systemd): saves that reach this process after its room is closed are
-    /// then redirected to the same address instead of refused. A second call only waits.
-    pub async fn shutdown(&self, successor_listens: bool) {
+    /// Begins the shutdown and waits until the HTTP server has stopped. `handed_over` says
+    /// whether another process will accept on the same listening socket (a takeover, or a
+    /// socket kept by systemd): saves that reach this process after its room is closed are
+    /// then redirected to the same address instead of refused, and on a takeover the
+    /// write-ahead log is left for the successor to compact, so that it can start sooner. A
+    /// second call waits for the first one to finish.
+    pub async fn shutdown(&self, handed_over: Handover) {
+        let mut stopped = self.stopped.subscribe();
         if self.started.swap(true, Ordering::SeqCst) {
-            self.server.stop(true).await;
+            let _ = stopped.wait_for(|&stopped| stopped).await;
             return;
         }
         let state = &self.state;
         state
             .successor_listens
-            .store(successor_listens, Ordering::SeqCst);
+            .store(handed_over != Handover::None, Ordering::SeqCst);
         state.room.begin_shutdown();
         tracing::info!(
             step = "stop",
             "stop: held pops answered; no longer accepting"
         );
         self.server.pause().await;
-        let drained_by = Instant::now() + DRAIN_WINDOW;
-        while self.connections.n_open() > 0 && Instant::now() < drained_by {
-            tokio::time::sleep(DRAIN_CHECK_EVERY).await;
-        }
+        self.connections.wait_until_none(DRAIN_WINDOW).await;
         let left_open = self.connections.n_open();
-        state.room.close().await;
+        let flush = match handed_over {
+            Handover::Takeover => Flush::LogOnly,
+            Handover::None | Handover::SocketKept => Flush::Compact,
+        };
+        state.room.close(flush).await;
         tracing::info!(
             step = "stop",
             connections_left = left_open,
@@ -232,7 +269,20 @@ impl ShutdownHandle {
             metrics.stop(true).await;
         }
         self.server.stop(true).await;
+        self.stopped.send_replace(true);
     }
+}
+
+/// Who accepts on the listening socket once this process has stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handover {
+    /// Nobody: the socket closes with this process.
+    None,
+    /// A process that took the socket over (`--takeover`): it loads the data folder as soon as
+    /// this one releases it.
+    Takeover,
+    /// The next process a supervisor starts on the socket it keeps (systemd socket activation).
+    SocketKept,
 }
 
 impl Application {
@@ -403,6 +453,7 @@ impl Application {
             load_ms = load_started.elapsed().as_millis() as u64,
             metrics = %metrics_addr.map_or_else(|| "off".to_owned(), |addr| format!("http://{addr}/metrics")),
             max_polls = settings.max_polls,
+            open_files_limit = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(0, |(soft, _)| soft),
             max_polls_per_ip = settings.max_polls_per_ip,
             push_burst = settings.push_burst.get(),
             push_rate = settings.push_rate.get(),
@@ -425,6 +476,7 @@ impl Application {
             listeners_for_handover,
             connections,
             shutdown_started: Arc::default(),
+            shutdown_finished: Arc::new(tokio::sync::watch::channel(false).0),
         })
     }
 
@@ -446,6 +498,7 @@ impl Application {
             metrics_server: self.metrics_server.as_ref().map(Server::handle),
             connections: self.connections.clone(),
             started: self.shutdown_started.clone(),
+            stopped: self.shutdown_finished.clone(),
         }
     }
 
@@ -498,8 +551,11 @@ impl Application {
             // Ends by itself: it sees the shutdown, or finishes the one it began.
             let _ = takeover.await;
         }
-        state.room.close().await;
-        tracing::info!("stopped; every acknowledged message is on disk");
+        state.room.close(Flush::Compact).await;
+        tracing::info!(
+            step = "stop",
+            "stopped; every acknowledged message is on disk"
+        );
         served
     }
 }
@@ -532,7 +588,7 @@ async fn serve_takeovers(
                 );
                 // The successor has the sockets: this process's copies close as it stops.
                 drop(socket);
-                shutdown.shutdown(true).await;
+                shutdown.shutdown(Handover::Takeover).await;
                 return;
             }
             Err(error) => {

@@ -19,7 +19,7 @@ use std::thread::JoinHandle;
 use chat_shared::{Cursor, Message};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{BackendError, Draft, MessageBackend, Recent};
+use super::{BackendError, Draft, Flush, MessageBackend, Recent};
 use crate::clock::Clock;
 use crate::pages::{newest_whole_groups, take_page};
 use crate::storage::{ChunkIndex, Loaded, StorageError, Store};
@@ -51,6 +51,8 @@ struct Shared {
     chunks: ChunkIndex,
     /// The newest durable time.
     newest: watch::Sender<u64>,
+    /// What the writer does once the appends end.
+    flush_on_close: Mutex<Flush>,
 }
 
 impl Shared {
@@ -100,6 +102,7 @@ impl LocalBackend {
             n_messages: n_messages.into(),
             chunks,
             newest: watch::channel(newest_time).0,
+            flush_on_close: Mutex::new(Flush::Compact),
         });
         let (sender, receiver) = mpsc::channel(COMMAND_QUEUE);
         let writer = spawn_writer(store, receiver, shared.clone(), clock, telemetry)?;
@@ -184,7 +187,12 @@ impl MessageBackend for LocalBackend {
             .load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    async fn close(&self) {
+    async fn close(&self, flush: Flush) {
+        *self
+            .shared
+            .flush_on_close
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = flush;
         drop(
             self.appends
                 .lock()
@@ -320,8 +328,14 @@ fn spawn_writer(
                     shared.newest.send_replace(newest);
                 }
             }
-            if let Err(error) = store.compact() {
-                tracing::error!(error = %error, "final compaction failed; messages stay in the write-ahead log");
+            let flush = *shared
+                .flush_on_close
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if flush == Flush::Compact {
+                if let Err(error) = store.compact() {
+                    tracing::error!(error = %error, "final compaction failed; messages stay in the write-ahead log");
+                }
             }
             tracing::debug!("writer thread finished");
         })

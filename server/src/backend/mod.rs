@@ -88,10 +88,21 @@ pub trait MessageBackend: Send + Sync + Debug {
     /// How many messages are stored in all.
     fn n_messages(&self) -> u64;
 
-    /// Stops taking appends, finishes those under way, and flushes (for the local folder:
-    /// compacts the write-ahead log and releases the folder). Waits until done; a second call
-    /// returns at once.
-    async fn close(&self);
+    /// Stops taking appends, finishes those under way, and flushes as `flush` says (for the
+    /// local folder: compacts the write-ahead log or not, then releases the folder). Waits
+    /// until done; a second call returns at once.
+    async fn close(&self, flush: Flush);
+}
+
+/// How much a closing backend writes before it lets go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flush {
+    /// Everything into its long-term form (the local folder: compact the write-ahead log into
+    /// the original's JSON files), as a plain stop does.
+    Compact,
+    /// Only what durability needs (already done at each append): the next process, which
+    /// replays the log, is waiting to start.
+    LogOnly,
 }
 
 /// Who is online: names seen lately or holding a pop. Shared by all the instances of a room on

@@ -188,30 +188,41 @@ pub enum LockWait {
     UpTo(Duration),
 }
 
-/// How often a [`LockWait::UpTo`] wait tries the lock again.
-const LOCK_RETRY_EVERY: Duration = Duration::from_millis(2);
-
 fn lock_data_dir(dir: &Path, wait: LockWait) -> Result<fs::File, StorageError> {
     let path = dir.join(LOCK_FILE);
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|source| StorageError::io(&path, source))?;
-    let deadline = match wait {
-        LockWait::Refuse => Instant::now(),
-        LockWait::UpTo(limit) => Instant::now() + limit,
+    let open = || {
+        fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| StorageError::io(&path, source))
     };
-    loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(file),
-            Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
-                std::thread::sleep(LOCK_RETRY_EVERY);
+    let file = open()?;
+    match (file.try_lock(), wait) {
+        (Ok(()), _) => Ok(file),
+        (Err(fs::TryLockError::WouldBlock), LockWait::Refuse) => Err(StorageError::Locked { path }),
+        (Err(fs::TryLockError::WouldBlock), LockWait::UpTo(limit)) => {
+            // A blocking lock is granted the moment the holder lets go. It runs on a thread of
+            // its own so that the wait can end; a thread still waiting then (the holder is
+            // stuck) holds its own descriptor and ends with this process, which is refusing
+            // to start.
+            let (granted, wait_for_grant) = std::sync::mpsc::channel();
+            let waiting = open()?;
+            std::thread::Builder::new()
+                .name("chat-lock-wait".to_owned())
+                .spawn(move || {
+                    let locked = waiting.lock().map(|()| waiting);
+                    let _ = granted.send(locked);
+                })
+                .map_err(|source| StorageError::io(&path, source))?;
+            match wait_for_grant.recv_timeout(limit) {
+                Ok(Ok(locked)) => Ok(locked),
+                Ok(Err(source)) => Err(StorageError::io(&path, source)),
+                Err(_) => Err(StorageError::Locked { path }),
             }
-            Err(fs::TryLockError::WouldBlock) => return Err(StorageError::Locked { path }),
-            Err(fs::TryLockError::Error(source)) => return Err(StorageError::io(&path, source)),
         }
+        (Err(fs::TryLockError::Error(source)), _) => Err(StorageError::io(&path, source)),
     }
 }
 

@@ -6,7 +6,7 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,7 +48,7 @@ struct LoopReport {
 /// answer ends it with an error.
 async fn loop_client(
     base_url: String,
-    n_seen: Arc<AtomicUsize>,
+    n_seen: watch::Sender<usize>,
     mut final_time: watch::Receiver<Option<u64>>,
 ) -> Result<LoopReport, String> {
     let client = reqwest::Client::builder()
@@ -84,7 +84,7 @@ async fn loop_client(
                 .texts
                 .push(message["msg"].as_str().unwrap_or_default().to_owned());
         }
-        n_seen.store(report.texts.len(), Ordering::SeqCst);
+        n_seen.send_replace(report.texts.len());
         cursor = answer["time"]
             .as_u64()
             .ok_or_else(|| format!("no time in {answer}"))?;
@@ -135,7 +135,7 @@ async fn pusher(base_url: String, stop: Arc<AtomicBool>) -> Result<PushReport, S
 
 /// The loop client and the pusher, running.
 struct Traffic {
-    n_seen: Arc<AtomicUsize>,
+    n_seen: watch::Receiver<usize>,
     stop: Arc<AtomicBool>,
     final_time: watch::Sender<Option<u64>>,
     looper: tokio::task::JoinHandle<Result<LoopReport, String>>,
@@ -144,14 +144,10 @@ struct Traffic {
 
 impl Traffic {
     fn start(base_url: &str) -> Traffic {
-        let n_seen = Arc::new(AtomicUsize::new(0));
+        let (n_seen_tx, n_seen) = watch::channel(0);
         let stop = Arc::new(AtomicBool::new(false));
         let (final_time, final_time_rx) = watch::channel(None);
-        let looper = tokio::spawn(loop_client(
-            base_url.to_owned(),
-            n_seen.clone(),
-            final_time_rx,
-        ));
+        let looper = tokio::spawn(loop_client(base_url.to_owned(), n_seen_tx, final_time_rx));
         let pusher = tokio::spawn(pusher(base_url.to_owned(), stop.clone()));
         Traffic {
             n_seen,
@@ -164,20 +160,23 @@ impl Traffic {
 
     /// Waits until the loop client has seen `n` messages (the traffic is flowing).
     async fn wait_for_seen(&self, n: usize, server: &ServerProcess) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.n_seen.load(Ordering::SeqCst) < n {
-            assert!(
-                !self.looper.is_finished() && !self.pusher.is_finished(),
-                "the traffic stopped early; server log:\n{}",
+        let mut n_seen = self.n_seen.clone();
+        let seen = tokio::time::timeout(
+            Duration::from_secs(30),
+            n_seen.wait_for(|&n_seen| n_seen >= n),
+        )
+        .await;
+        match seen {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => panic!(
+                "the loop client stopped early; server log:\n{}",
                 server.log_text()
-            );
-            assert!(
-                Instant::now() < deadline,
+            ),
+            Err(_) => panic!(
                 "the loop client saw {} of {n} messages; server log:\n{}",
-                self.n_seen.load(Ordering::SeqCst),
+                *self.n_seen.borrow(),
                 server.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            ),
         }
     }
 

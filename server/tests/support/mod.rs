@@ -177,7 +177,9 @@ impl TestApp {
 
     /// Stops the server the way SIGTERM does and waits for it to finish.
     pub async fn stop(&mut self) {
-        self.shutdown.shutdown(false).await;
+        self.shutdown
+            .shutdown(chat_server::startup::Handover::None)
+            .await;
         if let Some(task) = self.task.take() {
             task.await.unwrap().unwrap();
         }
