@@ -26,6 +26,9 @@ pub fn describe_code(code: ErrorCode) -> &'static str {
         ErrorCode::StorageFailed => "The server could not save the message; nothing was sent, try again",
         ErrorCode::ShuttingDown => "The server is restarting; try again in a moment",
         ErrorCode::RequestTooLarge => "The request is too large for the server",
+        ErrorCode::HistoryTrimmed => {
+            "Older messages are no longer kept by the server; the history shown starts later"
+        }
     }
 }
 
@@ -42,7 +45,8 @@ pub fn is_retryable(code: ErrorCode) -> bool {
         | ErrorCode::EmptyMessage
         | ErrorCode::ControlCharacter
         | ErrorCode::InvalidEncoding
-        | ErrorCode::RequestTooLarge => false,
+        | ErrorCode::RequestTooLarge
+        | ErrorCode::HistoryTrimmed => false,
     }
 }
 

@@ -111,6 +111,58 @@ pub struct Settings {
     /// shippers.
     #[arg(long, env = "CHAT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Where messages and presence live: the local data folder (the default), or a Redis 7
+    /// server shared by several instances, `redis://HOST:PORT/DB`. With Redis, the data folder
+    /// only holds this instance's lock and hand-over socket.
+    #[arg(long, env = "CHAT_BACKEND", value_name = "URL", value_parser = parse_backend)]
+    pub backend: Option<String>,
+
+    /// Prefix of the Redis keys (several rooms or deployments can share one Redis).
+    #[arg(long, env = "CHAT_REDIS_PREFIX", default_value = crate::backend::redis::DEFAULT_PREFIX)]
+    pub redis_prefix: String,
+
+    /// Keep about this many messages in the Redis stream (`XADD MAXLEN ~`); default: all. A pop
+    /// from before the oldest kept gets what is left, with `error.code = history_trimmed`.
+    #[arg(long, env = "CHAT_REDIS_MAX_LEN", value_name = "N", value_parser = parse_positive)]
+    pub redis_max_len: Option<usize>,
+
+    /// A tool to run instead of the server.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Tools that move a room between backends.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Loads a data folder (the original server's, in any of its shapes, or ours) into an empty
+    /// Redis stream, keeping every message's time.
+    Import {
+        /// The folder to read (not in use by a running server).
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// The Redis server, `redis://HOST:PORT/DB`.
+        #[arg(long, value_name = "URL", value_parser = parse_backend)]
+        to: String,
+    },
+    /// Writes the Redis stream back in the original server's layout (`data.json`,
+    /// `data/<save-time>-<n>.json`) into a new or empty folder.
+    Export {
+        /// The Redis server, `redis://HOST:PORT/DB`.
+        #[arg(long, value_name = "URL", value_parser = parse_backend)]
+        from: String,
+        /// The folder to write.
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+    },
+}
+
+fn parse_backend(text: &str) -> Result<String, String> {
+    if text.starts_with("redis://") {
+        Ok(text.to_owned())
+    } else {
+        Err(format!("{text:?} is not a redis://HOST:PORT/DB address"))
+    }
 }
 
 /// How log lines are written.

@@ -7,9 +7,12 @@ use std::net::TcpListener;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use anyhow::Context;
+use chat_server::backend::redis;
 use chat_server::clock::SystemClock;
-use chat_server::config::LogFormat;
+use chat_server::config::{Command, LogFormat};
 use chat_server::startup::{raise_open_file_limit, Handover};
+use chat_server::storage::{LockWait, StorageError, Store};
 use chat_server::{Application, ListenerSource, Listeners, Settings};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -17,6 +20,16 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     let settings = Settings::parse();
     init_logging(settings.log_format);
+    if let Some(command) = settings.command.clone() {
+        let result = actix_web::rt::System::new().block_on(run_tool(command, settings));
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("chat-server: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     // Read before any other thread starts: listenfd clears the variables it reads, so that
     // child processes do not inherit them.
     let inherited = listenfd::ListenFd::from_env().take_tcp_listener(0);
@@ -78,6 +91,45 @@ async fn run(settings: Settings, inherited: Option<TcpListener>) -> anyhow::Resu
         handle.shutdown(on_stop).await;
     });
     app.run_until_stopped().await
+}
+
+/// Moves a room between the local folder and Redis.
+async fn run_tool(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Import { from, to } => {
+            let compact_after = settings.compact_after;
+            let folder = from.clone();
+            let messages = tokio::task::spawn_blocking(move || {
+                let loaded = Store::open(&folder, compact_after, LockWait::Refuse)?;
+                loaded.store.all_messages()
+            })
+            .await?
+            .with_context(|| format!("cannot read {}", from.display()))?;
+            let n = redis::import(&to, &settings.redis_prefix, &messages).await?;
+            println!("imported {n} messages from {} into {to}", from.display());
+        }
+        Command::Export { from, to } => {
+            let messages = redis::export(&from, &settings.redis_prefix).await?;
+            let n = messages.len();
+            let folder = to.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut loaded = Store::open(&folder, 1000, LockWait::Refuse)?;
+                if loaded.n_messages > 0 {
+                    return Err(StorageError::io(
+                        &folder,
+                        std::io::Error::other(
+                            "the folder already holds messages; export into a new or empty folder",
+                        ),
+                    ));
+                }
+                loaded.store.write_all(&messages)
+            })
+            .await?
+            .with_context(|| format!("cannot write {}", to.display()))?;
+            println!("exported {n} messages from {from} into {}", to.display());
+        }
+    }
+    Ok(())
 }
 
 async fn wait_for_stop_signal() {

@@ -32,7 +32,8 @@ pub struct OnlineSnapshot {
 }
 
 impl OnlineSnapshot {
-    fn new(names: Vec<String>, count: usize) -> OnlineSnapshot {
+    /// A snapshot of `names` (at most [`MAX_ONLINE_NAMES`], sorted) out of `count` online.
+    pub fn from_names(names: Vec<String>, count: usize) -> OnlineSnapshot {
         // A list of strings always serializes to valid JSON.
         let names_json = serde_json::to_string(&names)
             .ok()
@@ -57,7 +58,7 @@ fn empty_list() -> Box<RawValue> {
 
 impl Default for OnlineSnapshot {
     fn default() -> OnlineSnapshot {
-        OnlineSnapshot::new(Vec::new(), 0)
+        OnlineSnapshot::from_names(Vec::new(), 0)
     }
 }
 
@@ -185,6 +186,18 @@ impl Presence {
         }
     }
 
+    /// Every name online now, in no order (uncapped; for sharing presence between instances).
+    pub fn online_names(&self) -> Vec<String> {
+        let state = self.lock();
+        let now = Instant::now();
+        state
+            .names
+            .iter()
+            .filter(|(_, seen)| seen.is_online(now, self.linger))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
     /// The current online list (rebuilt when stale).
     pub fn snapshot(&self) -> Arc<OnlineSnapshot> {
         let mut state = self.lock();
@@ -215,7 +228,7 @@ impl Presence {
                 .into_iter()
                 .map(str::to_owned)
                 .collect();
-            state.snapshot = Arc::new(OnlineSnapshot::new(names, count));
+            state.snapshot = Arc::new(OnlineSnapshot::from_names(names, count));
             state.built_at = now;
             state.dirty = false;
         }

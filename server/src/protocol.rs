@@ -109,6 +109,10 @@ pub enum Refusal {
     /// The server is stopping and no successor answers on its socket.
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// Not a refusal but a notice on a page of messages: older ones after the request's `time`
+    /// are no longer kept (a bounded history); the page starts at the oldest kept.
+    #[error("older messages were trimmed from the history; this page starts at the oldest kept")]
+    HistoryTrimmed,
 }
 
 impl Refusal {
@@ -122,6 +126,7 @@ impl Refusal {
             Refusal::RequestTooLarge => ErrorCode::RequestTooLarge,
             Refusal::StorageFailed | Refusal::HistoryUnreadable => ErrorCode::StorageFailed,
             Refusal::ShuttingDown => ErrorCode::ShuttingDown,
+            Refusal::HistoryTrimmed => ErrorCode::HistoryTrimmed,
         }
     }
 
@@ -294,13 +299,21 @@ impl AnswerWriter {
         jsonp::render_body(&self.callback, &json)
     }
 
-    /// The answer to a pop: `messages` (oldest first) and the cursor `time` (ms).
-    pub fn page(&self, time: u64, messages: &[Message], online: (&RawValue, usize)) -> String {
+    /// The answer to a pop: `messages` (oldest first) and the cursor `time` (ms), with
+    /// `notice` ([`Refusal::HistoryTrimmed`]) as its `error` when some are missing.
+    pub fn page(
+        &self,
+        time: u64,
+        messages: &[Message],
+        online: (&RawValue, usize),
+        notice: Option<&Refusal>,
+    ) -> String {
+        let notice = notice.map(Refusal::to_wire);
         self.body(&Answer {
             echo: &self.echo,
             time,
             saved: None,
-            error: None,
+            error: notice.as_ref(),
             msg_list: messages,
             online: Some(online),
         })

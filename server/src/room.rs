@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use chat_shared::{Cursor, Message, Nickname};
 use tokio::sync::watch;
 
-use crate::backend::{BackendError, Draft, Flush, MessageBackend, PresenceStore};
+use crate::backend::{BackendError, BackendStatus, Draft, Flush, MessageBackend, PresenceStore};
 use crate::pages::{evict_oldest, take_page};
 use crate::storage::StorageError;
 
@@ -226,6 +226,17 @@ impl Room {
     /// How many messages the room holds.
     pub fn n_messages(&self) -> u64 {
         self.inner.backend.n_messages()
+    }
+
+    /// Whether messages newer than `cursor` were trimmed from a bounded history, so that a page
+    /// after it is incomplete.
+    pub fn is_trimmed_after(&self, cursor: Cursor) -> bool {
+        cursor.as_millis() < self.inner.backend.trimmed_through()
+    }
+
+    /// Whether the backend works right now.
+    pub fn backend_status(&self) -> BackendStatus {
+        self.inner.backend.status()
     }
 
     /// Who is online.

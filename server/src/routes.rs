@@ -16,7 +16,7 @@ use actix_web::http::Method as HttpMethod;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chat_shared::{Cursor, MessageText, Nickname};
 
-use crate::backend::Draft;
+use crate::backend::{BackendStatus, Draft};
 use crate::config::Settings;
 use crate::jsonp;
 use crate::limits::{client_ip, HeldPolls, HoldRefused, SaveRateLimiter};
@@ -142,15 +142,26 @@ async fn status(state: web::Data<AppState>) -> HttpResponse {
         .body(telemetry::status_page(&text, &heading))
 }
 
+/// `200 {"status":"ok",…}`, or `503 {"status":"degraded","reason":…,…}` while the backend
+/// fails (saves then get `storage_failed`); the other fields are the room's figures.
 async fn healthz(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
+    let mut figures = serde_json::json!({
+        "status": "ok",
+        "messages": state.room.n_messages(),
+        "newest_time": state.room.newest_time(),
+        "held_polls": state.held_polls.n_held(),
+    });
+    let mut response = match state.room.backend_status() {
+        BackendStatus::Ok => HttpResponse::Ok(),
+        BackendStatus::Degraded(reason) => {
+            figures["status"] = "degraded".into();
+            figures["reason"] = reason.into();
+            HttpResponse::ServiceUnavailable()
+        }
+    };
+    response
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(serde_json::json!({
-            "status": "ok",
-            "messages": state.room.n_messages(),
-            "newest_time": state.room.newest_time(),
-            "held_polls": state.held_polls.n_held(),
-        }))
+        .json(figures)
 }
 
 /// Browsers ask for it on every page; it is never a chat request (nothing is saved).
@@ -330,14 +341,30 @@ async fn pop(
     let newest = room.newest_time();
     // Not a whole number, or ahead of the newest message: answer at once with the newest time.
     let Some(cursor) = cursor.filter(|cursor| cursor.as_millis() <= newest) else {
-        return jsonp::response(answer.page(newest, &[], presence.snapshot().answer_fields()));
+        return jsonp::response(answer.page(
+            newest,
+            &[],
+            presence.snapshot().answer_fields(),
+            None,
+        ));
     };
     // Subscribe before looking, so a message published in between still wakes us.
     let changes = room.subscribe();
     match room.page_after(cursor).await {
         Ok(page) if !page.is_empty() => {
             let time = page[page.len() - 1].time;
-            return jsonp::response(answer.page(time, &page, presence.snapshot().answer_fields()));
+            let notice = room
+                .is_trimmed_after(cursor)
+                .then_some(&Refusal::HistoryTrimmed);
+            if let Some(notice) = notice {
+                state.telemetry.error_answered(notice.code());
+            }
+            return jsonp::response(answer.page(
+                time,
+                &page,
+                presence.snapshot().answer_fields(),
+                notice,
+            ));
         }
         Ok(_) => {}
         Err(error) => {
@@ -350,6 +377,7 @@ async fn pop(
             cursor.as_millis(),
             &[],
             presence.snapshot().answer_fields(),
+            None,
         ));
     }
     // Only a held pop counts its name as online (a name counts while it pushes or holds a
@@ -417,14 +445,19 @@ impl HeldPop {
         let snapshot = room.presence().snapshot();
         let body = match waited {
             Ok(Some((page, woke))) => {
-                let body = answer.page(page[page.len() - 1].time, &page, snapshot.answer_fields());
+                let body = answer.page(
+                    page[page.len() - 1].time,
+                    &page,
+                    snapshot.answer_fields(),
+                    None,
+                );
                 state.telemetry.woke(woke.elapsed());
                 body
             }
-            Ok(None) => answer.page(cursor.as_millis(), &[], snapshot.answer_fields()),
+            Ok(None) => answer.page(cursor.as_millis(), &[], snapshot.answer_fields(), None),
             Err(error) => {
                 tracing::error!(error = %error, "could not read history");
-                answer.page(cursor.as_millis(), &[], snapshot.answer_fields())
+                answer.page(cursor.as_millis(), &[], snapshot.answer_fields(), None)
             }
         };
         Ok(body.into())

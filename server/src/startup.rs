@@ -18,6 +18,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
 use crate::backend::local::LocalBackend;
+use crate::backend::redis::{RedisBackend, RedisConfig, RedisPresence};
 use crate::backend::Flush;
 use crate::clock::Clock;
 use crate::config::Settings;
@@ -327,8 +328,6 @@ impl Application {
             ListenerSource::TakenOver => LockWait::UpTo(TAKEOVER_LOCK_WAIT),
             ListenerSource::Bound | ListenerSource::Inherited => LockWait::Refuse,
         };
-        let data_dir = settings.data_dir.clone();
-        let compact_after = settings.compact_after;
         let load_started = Instant::now();
         if lock_wait != LockWait::Refuse {
             tracing::info!(
@@ -336,17 +335,22 @@ impl Application {
                 "takeover: waiting for the running process to flush and release the data folder"
             );
         }
-        let loaded =
-            tokio::task::spawn_blocking(move || Store::open(&data_dir, compact_after, lock_wait))
-                .await
-                .context("loading the data folder panicked")?
-                .with_context(|| {
-                    format!(
-                        "cannot load the data folder {}",
-                        settings.data_dir.display()
-                    )
-                })?;
-        let n_loaded = loaded.n_messages;
+        let telemetry = Telemetry::new();
+        let limits = RoomLimits {
+            page_size: settings.page_size,
+            memory_messages: settings.memory_messages,
+        };
+        let (room, backend_name) = match &settings.backend {
+            None => (
+                start_local_room(&settings, clock, lock_wait, telemetry.clone(), limits).await?,
+                "local folder".to_owned(),
+            ),
+            Some(url) => (
+                start_redis_room(&settings, url, lock_wait, limits).await?,
+                format!("redis {url} (prefix {})", settings.redis_prefix),
+            ),
+        };
+        let n_loaded = room.n_messages();
         // Only the holder of the folder's lock listens for a successor.
         let handover = match HandoverSocket::bind(&settings.data_dir) {
             Ok(socket) => Some(socket),
@@ -355,19 +359,6 @@ impl Application {
                 None
             }
         };
-        let telemetry = Telemetry::new();
-        let backend = LocalBackend::start(loaded, clock, telemetry.clone())
-            .context("cannot start the writer thread")?;
-        let room = Room::start(
-            Arc::new(backend),
-            Arc::new(Presence::new(settings.presence_linger())),
-            RoomLimits {
-                page_size: settings.page_size,
-                memory_messages: settings.memory_messages,
-            },
-        )
-        .await
-        .context("cannot read the newest messages")?;
 
         let state = web::Data::new(AppState {
             room: room.clone(),
@@ -447,7 +438,7 @@ impl Application {
             version = env!("CARGO_PKG_VERSION"),
             address = %local_addr,
             listener = source.as_str(),
-            backend = "local folder",
+            backend = %backend_name,
             data_dir = %settings.data_dir.display(),
             messages = n_loaded,
             load_ms = load_started.elapsed().as_millis() as u64,
@@ -558,6 +549,70 @@ impl Application {
         );
         served
     }
+}
+
+/// Loads the data folder and starts the room on it.
+async fn start_local_room(
+    settings: &Settings,
+    clock: Arc<dyn Clock>,
+    lock_wait: LockWait,
+    telemetry: Telemetry,
+    limits: RoomLimits,
+) -> anyhow::Result<Room> {
+    let data_dir = settings.data_dir.clone();
+    let compact_after = settings.compact_after;
+    let loaded =
+        tokio::task::spawn_blocking(move || Store::open(&data_dir, compact_after, lock_wait))
+            .await
+            .context("loading the data folder panicked")?
+            .with_context(|| {
+                format!(
+                    "cannot load the data folder {}",
+                    settings.data_dir.display()
+                )
+            })?;
+    let backend =
+        LocalBackend::start(loaded, clock, telemetry).context("cannot start the writer thread")?;
+    Room::start(
+        Arc::new(backend),
+        Arc::new(Presence::new(settings.presence_linger())),
+        limits,
+    )
+    .await
+    .context("cannot read the newest messages")
+}
+
+/// Connects to Redis and starts the room on it; the data folder only holds this instance's
+/// lock (and hand-over socket).
+async fn start_redis_room(
+    settings: &Settings,
+    url: &str,
+    lock_wait: LockWait,
+    limits: RoomLimits,
+) -> anyhow::Result<Room> {
+    let data_dir = settings.data_dir.clone();
+    let lock = tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&data_dir)
+            .map_err(|source| crate::storage::StorageError::io(&data_dir, source))?;
+        crate::storage::lock_folder(&data_dir, lock_wait)
+    })
+    .await
+    .context("locking the data folder panicked")?
+    .with_context(|| format!("cannot lock {}", settings.data_dir.display()))?;
+    let config = RedisConfig {
+        url: url.to_owned(),
+        prefix: settings.redis_prefix.clone(),
+        max_len: settings.redis_max_len,
+    };
+    let backend = RedisBackend::start(&config, lock)
+        .await
+        .with_context(|| format!("cannot start on {url}"))?;
+    let presence = RedisPresence::start(url, backend.keys(), settings.presence_linger())
+        .await
+        .with_context(|| format!("cannot start presence on {url}"))?;
+    Room::start(Arc::new(backend), presence, limits)
+        .await
+        .context("cannot read the newest messages")
 }
 
 /// Answers the first process asking to take over: hands it the listeners, then stops this

@@ -138,11 +138,15 @@ pub enum ErrorCode {
     ShuttingDown,
     /// A pop's query string is longer than a held pop may keep (4 KiB).
     RequestTooLarge,
+    /// Not a refusal: the page carries messages, but older ones after the request's `time`
+    /// were trimmed from a bounded history (`--redis-max-len`); the page starts at the oldest
+    /// kept.
+    HistoryTrimmed,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [ErrorCode; 10] = [
+    pub const ALL: [ErrorCode; 11] = [
         ErrorCode::MessageTooLong,
         ErrorCode::NameTooLong,
         ErrorCode::EmptyMessage,
@@ -153,6 +157,7 @@ impl ErrorCode {
         ErrorCode::StorageFailed,
         ErrorCode::ShuttingDown,
         ErrorCode::RequestTooLarge,
+        ErrorCode::HistoryTrimmed,
     ];
 
     /// The wire spelling, e.g. `"message_too_long"`.
@@ -168,6 +173,7 @@ impl ErrorCode {
             ErrorCode::StorageFailed => "storage_failed",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::RequestTooLarge => "request_too_large",
+            ErrorCode::HistoryTrimmed => "history_trimmed",
         }
     }
 }

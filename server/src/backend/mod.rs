@@ -12,6 +12,7 @@
 //! publishes the newest time on a `watch` channel the room follows.
 
 pub mod local;
+pub mod redis;
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -88,10 +89,30 @@ pub trait MessageBackend: Send + Sync + Debug {
     /// How many messages are stored in all.
     fn n_messages(&self) -> u64;
 
+    /// Time of the newest message the backend no longer keeps (trimmed to bound its size), ms;
+    /// 0 when it keeps everything. A page after an older cursor is incomplete.
+    fn trimmed_through(&self) -> u64 {
+        0
+    }
+
+    /// Whether the backend works right now.
+    fn status(&self) -> BackendStatus {
+        BackendStatus::Ok
+    }
+
     /// Stops taking appends, finishes those under way, and flushes as `flush` says (for the
     /// local folder: compacts the write-ahead log or not, then releases the folder). Waits
     /// until done; a second call returns at once.
     async fn close(&self, flush: Flush);
+}
+
+/// Whether a backend works, for `/healthz`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendStatus {
+    /// Saves and reads work.
+    Ok,
+    /// Saves or reads fail right now, for this reason; the backend retries by itself.
+    Degraded(String),
 }
 
 /// How much a closing backend writes before it lets go.

@@ -188,7 +188,13 @@ pub enum LockWait {
     UpTo(Duration),
 }
 
-fn lock_data_dir(dir: &Path, wait: LockWait) -> Result<fs::File, StorageError> {
+/// Takes the exclusive lock of the folder `dir` (its file [`LOCK_FILE`]), which marks it as
+/// in use by one `chat-server` process; the lock is held while the returned file is open.
+///
+/// # Errors
+/// [`StorageError::Locked`] when another process holds it (after `wait`),
+/// [`StorageError::Io`] when the lock file cannot be opened.
+pub fn lock_folder(dir: &Path, wait: LockWait) -> Result<fs::File, StorageError> {
     let path = dir.join(LOCK_FILE);
     let open = || {
         fs::OpenOptions::new()
@@ -299,7 +305,7 @@ impl Store {
         fs::create_dir_all(dir).map_err(|source| StorageError::io(dir, source))?;
         // Before anything is read or repaired: a second server on the same folder would cut
         // the first one's log and empty it on its way out.
-        let lock = lock_data_dir(dir, lock_wait)?;
+        let lock = lock_folder(dir, lock_wait)?;
         let chunk_dir = dir.join(CHUNK_DIR);
         files::remove_temp_files(dir)?;
         files::remove_temp_files(&chunk_dir)?;
@@ -402,6 +408,29 @@ impl Store {
     /// The messages in no chunk file (those of `data.json` and the log), oldest first.
     pub fn tail(&self) -> &[Message] {
         &self.tail
+    }
+
+    /// Every message of the folder, oldest first (messages sharing a time keep their order).
+    ///
+    /// # Errors
+    /// [`StorageError`] when a chunk file cannot be read.
+    pub fn all_messages(&self) -> Result<Vec<Message>, StorageError> {
+        let mut all = self.chunks.read_after(0, usize::MAX)?;
+        all.extend_from_slice(&self.tail);
+        all.sort_by_key(|message| message.time);
+        Ok(all)
+    }
+
+    /// Writes `messages` (oldest first) into this store, which must be empty, in the original
+    /// layout: through the log in batches, then one compaction (an export).
+    ///
+    /// # Errors
+    /// [`StorageError`] when a write fails.
+    pub fn write_all(&mut self, messages: &[Message]) -> Result<(), StorageError> {
+        for batch in messages.chunks(self.compact_after.max(1)) {
+            self.append(batch)?;
+        }
+        self.compact()
     }
 
     /// Time of the newest stored message, ms since the Unix epoch (0 for an empty room).

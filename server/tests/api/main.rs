@@ -6,6 +6,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod backends;
 mod bad_input;
 mod clients;
 mod long_poll;
