@@ -4,7 +4,8 @@
 # answers in it), Chromium and its WebDriver (browser tests), and the npm packages of the
 # legacy test pages. Safe to run again: each step is skipped when already done.
 #
-# Usage: scripts/setup.sh [run|test]   (run: only what running the product needs)
+# Usage: scripts/setup.sh [run|test|cluster]   (run: only what running the product needs;
+# cluster: only Redis and nginx, for scripts/run-cluster.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -73,6 +74,19 @@ ensure_browser() {
   fi
 }
 
+ensure_services() {
+  # Redis (the shared backend's tests, and scripts/run-cluster.sh) and nginx (the tests of
+  # several instances behind one address), from Debian's packages.
+  if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+    apt_install redis-server
+  fi
+  if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
+    apt_install nginx
+    # The package may start a system nginx on port 80; the tests run their own.
+    service nginx stop >/dev/null 2>&1 || true
+  fi
+}
+
 ensure_legacy_pages() {
   # jQuery 1.x and 3.x for the legacy test page, from the npm registry (never committed).
   if [ ! -f e2e/legacy/node_modules/jquery1/dist/jquery.min.js ] || [ ! -f e2e/legacy/node_modules/jquery3/dist/jquery.min.js ]; then
@@ -83,7 +97,12 @@ ensure_legacy_pages() {
 
 export PATH="$HOME/.cargo/bin:$PATH"
 ensure_web_tools
+if [ "$what" = cluster ]; then
+  ensure_services
+  exit 0
+fi
 if [ "$what" = test ]; then
+  ensure_services
   ensure_rust_components
   ensure_node
   ensure_browser

@@ -156,6 +156,8 @@ pub enum Action {
         /// How many are online in all, when the answer said so (`onlineCount`).
         online_count: Option<u64>,
     },
+    /// A pop's messages came with `history_trimmed`: older ones after our cursor are gone.
+    HistoryTrimmed,
     /// A request failed; the poll loop retries at `retry_at_ms`.
     ConnectionLost {
         /// When the next attempt starts, in milliseconds since the Unix epoch.
@@ -213,6 +215,9 @@ pub struct State {
     pub draft: String,
     /// The composer's sending state.
     pub send: SendState,
+    /// Shown above the messages when the server no longer keeps some of the history this page
+    /// asked for (`history_trimmed`).
+    pub history_notice: Option<String>,
 }
 
 impl Default for State {
@@ -242,6 +247,7 @@ impl State {
             browser_online: true,
             draft: String::new(),
             send: SendState::Idle,
+            history_notice: None,
         }
     }
 
@@ -323,6 +329,11 @@ impl State {
                 if self.nickname.is_some() {
                     self.link = Link::Connected;
                 }
+            }
+            Action::HistoryTrimmed => {
+                self.history_notice = Some(
+                    crate::errors::describe_code(chat_shared::ErrorCode::HistoryTrimmed).to_owned(),
+                );
             }
             Action::ConnectionLost {
                 retry_at_ms,
@@ -446,6 +457,23 @@ mod tests {
         );
         assert_eq!(times(&state), [10, 20]);
         assert_eq!(state.messages()[0].msg, "hi");
+    }
+
+    #[test]
+    fn trimmed_history_keeps_the_messages_left_and_says_older_ones_are_gone() {
+        let state = run(
+            joined_as("alice"),
+            [
+                received(vec![message("bob", "kept", 10)]),
+                Action::HistoryTrimmed,
+            ],
+        );
+        assert_eq!(times(&state), [10]);
+        assert!(state
+            .history_notice
+            .as_deref()
+            .is_some_and(|notice| notice.contains("no longer kept")));
+        assert!(joined_as("alice").history_notice.is_none());
     }
 
     #[test]

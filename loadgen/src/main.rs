@@ -16,6 +16,10 @@ struct Cli {
     /// Base URL of the server, e.g. `http://127.0.0.1:8973/` (nchan: the nginx base URL).
     #[arg(long, global = true, default_value = "http://127.0.0.1:8973/")]
     url: String,
+    /// Base URL the `fanout` publisher pushes to (another instance of the same room, to
+    /// measure wake-ups across instances); default: --url.
+    #[arg(long, global = true)]
+    publish_url: Option<String>,
     /// Which protocol the server speaks.
     #[arg(long, global = true, value_enum, default_value_t = Protocol::Jsonp)]
     protocol: Protocol,
@@ -118,6 +122,10 @@ async fn main() -> ExitCode {
     let target = match cli.protocol {
         Protocol::Jsonp => Target::Jsonp {
             client: JsonpClient::new(http.clone(), &cli.url),
+            publisher: JsonpClient::new(
+                http.clone(),
+                cli.publish_url.as_deref().unwrap_or(&cli.url),
+            ),
             base_url: cli.url.clone(),
             http,
         },

@@ -228,6 +228,28 @@ impl Room {
         self.inner.backend.n_messages()
     }
 
+    /// Whether `cursor` is a time the room has reached: at or before the newest cached message,
+    /// or, when this instance's news lags behind another instance's save (a shared backend),
+    /// before the backend's newest, in which case this waits (at most `patience`) until the
+    /// cache has caught up. A client's cursor from another instance then never looks like a
+    /// time from the future (which is answered with the newest time, and would send the client
+    /// back over messages it has).
+    pub async fn has_reached(&self, cursor: Cursor, patience: Duration) -> bool {
+        let wanted = cursor.as_millis();
+        if wanted <= self.inner.cache_newest() {
+            return true;
+        }
+        match self.inner.backend.newest_time().await {
+            Ok(newest) if newest >= wanted => {
+                let mut cached = self.inner.cached.subscribe();
+                tokio::time::timeout(patience, cached.wait_for(|&time| time >= wanted))
+                    .await
+                    .is_ok_and(|waited| waited.is_ok())
+            }
+            _ => false,
+        }
+    }
+
     /// Whether messages newer than `cursor` were trimmed from a bounded history, so that a page
     /// after it is incomplete.
     pub fn is_trimmed_after(&self, cursor: Cursor) -> bool {
@@ -359,5 +381,124 @@ impl Room {
         if let Some(follower) = follower {
             follower.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Recent;
+    use crate::presence::Presence;
+
+    /// A backend in memory whose news the test sends by hand, as a shared backend's news can
+    /// lag behind what is stored.
+    #[derive(Debug)]
+    struct LaggingBackend {
+        stored: Mutex<Vec<Message>>,
+        news: watch::Sender<u64>,
+    }
+
+    #[async_trait::async_trait]
+    impl MessageBackend for LaggingBackend {
+        async fn append(&self, _: Vec<Draft>) -> Result<Vec<Message>, BackendError> {
+            Err(BackendError::Closed)
+        }
+
+        async fn read_after(
+            &self,
+            after: Cursor,
+            page_size: usize,
+        ) -> Result<Vec<Message>, BackendError> {
+            let stored = self
+                .stored
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let all: VecDeque<Message> = stored.iter().cloned().collect();
+            Ok(take_page(&all, after.as_millis(), page_size))
+        }
+
+        async fn recent(&self, n: usize) -> Result<Recent, BackendError> {
+            let known = *self.news.borrow();
+            let stored = self
+                .stored
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let (messages, older_through) = crate::pages::newest_whole_groups(
+                stored
+                    .iter()
+                    .filter(|message| message.time <= known)
+                    .cloned()
+                    .collect(),
+                n,
+            );
+            Ok(Recent {
+                messages,
+                older_through,
+            })
+        }
+
+        fn subscribe(&self) -> watch::Receiver<u64> {
+            self.news.subscribe()
+        }
+
+        async fn newest_time(&self) -> Result<u64, BackendError> {
+            let stored = self
+                .stored
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            Ok(stored.last().map_or(0, |message| message.time))
+        }
+
+        fn n_messages(&self) -> u64 {
+            0
+        }
+
+        async fn close(&self, _: Flush) {}
+    }
+
+    fn message(time: u64) -> Message {
+        Message {
+            name: "a".into(),
+            msg: time.to_string(),
+            time,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cursor_another_instance_gave_is_waited_for_not_taken_for_a_time_from_the_future() {
+        let backend = Arc::new(LaggingBackend {
+            stored: Mutex::new(vec![message(1), message(2), message(3)]),
+            news: watch::channel(2).0,
+        });
+        let room = Room::start(
+            backend.clone(),
+            Arc::new(Presence::new(Duration::from_secs(1))),
+            RoomLimits {
+                page_size: 10,
+                memory_messages: 10,
+            },
+        )
+        .await
+        .expect("starts");
+        assert_eq!(room.newest_time(), 2, "this instance has heard of 2 only");
+        let waiting = {
+            let room = room.clone();
+            tokio::spawn(async move {
+                room.has_reached(Cursor::from_millis(3), Duration::from_secs(10))
+                    .await
+            })
+        };
+        backend.news.send_replace(3);
+        assert!(
+            waiting.await.expect("joins"),
+            "3 is stored: the cursor is reached once heard of"
+        );
+        assert_eq!(room.newest_time(), 3);
+        assert!(
+            !room
+                .has_reached(Cursor::from_millis(4), Duration::from_secs(10))
+                .await,
+            "4 is stored nowhere: a time from the future"
+        );
     }
 }

@@ -29,6 +29,10 @@ use crate::telemetry::{self, Limit, SaveKind, StateFigures, Telemetry};
 /// before it is answered, so that an old client, which re-polls at once, does not spin.
 const REFUSED_POLL_DELAY: Duration = Duration::from_secs(1);
 
+/// How long a pop whose cursor this instance has not reached yet, but the shared backend has,
+/// waits for this instance to catch up.
+const CURSOR_PATIENCE: Duration = Duration::from_secs(2);
+
 /// Everything the handlers share. Built once, outside the `HttpServer::new` closure.
 #[derive(Debug)]
 pub struct AppState {
@@ -338,9 +342,13 @@ async fn pop(
 ) -> HttpResponse {
     let room = &state.room;
     let presence = room.presence();
-    let newest = room.newest_time();
     // Not a whole number, or ahead of the newest message: answer at once with the newest time.
-    let Some(cursor) = cursor.filter(|cursor| cursor.as_millis() <= newest) else {
+    let cursor = match cursor {
+        Some(cursor) if room.has_reached(cursor, CURSOR_PATIENCE).await => Some(cursor),
+        _ => None,
+    };
+    let newest = room.newest_time();
+    let Some(cursor) = cursor else {
         return jsonp::response(answer.page(
             newest,
             &[],

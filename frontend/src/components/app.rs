@@ -93,6 +93,7 @@ pub fn App() -> Html {
                     <MessageList
                         messages={state.messages().clone()}
                         own_names={state.own_names.clone()}
+                        history_notice={state.history_notice.clone()}
                     />
                     <Composer
                         draft={state.draft.clone()}

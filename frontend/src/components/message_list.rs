@@ -21,6 +21,9 @@ pub struct MessageListProps {
     pub messages: Rc<Vec<Message>>,
     /// The names whose messages are marked as the reader's own.
     pub own_names: Vec<String>,
+    /// Said above the messages when older history is no longer kept by the server.
+    #[prop_or_default]
+    pub history_notice: Option<String>,
 }
 
 /// The message log: `<ol id="messages">` of `<li class="message" data-time="...">`, with
@@ -87,6 +90,9 @@ pub fn MessageList(props: &MessageListProps) -> Html {
 
     html! {
         <div class="message-pane">
+            if let Some(notice) = &props.history_notice {
+                <p class="history-notice" role="status">{ notice.clone() }</p>
+            }
             if props.messages.is_empty() {
                 <p class="empty-hint">{ "No messages yet. Say hello!" }</p>
             }

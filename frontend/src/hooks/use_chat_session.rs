@@ -14,7 +14,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use chat_shared::{ChatRequest, Cursor, Message, JOIN_MESSAGE};
+use chat_shared::{ChatRequest, Cursor, ErrorCode, Message, JOIN_MESSAGE};
 use futures::future;
 use gloo_events::EventListener;
 use gloo_timers::future::TimeoutFuture;
@@ -224,6 +224,18 @@ async fn poll(client: &JsonpClient, name: &str, memory: &Memory, dispatcher: &Di
                     // messages answers with its own newest time, and only that cursor gets us
                     // new messages again.
                     memory.borrow_mut().cursor = Some(Cursor::from_millis(answer.time));
+                    dispatcher.dispatch(Action::Received {
+                        messages: answer.msg_list,
+                        online: answer.online,
+                        online_count: answer.online_count,
+                    });
+                    continue;
+                }
+                // Not a refusal: the messages that are left, from the oldest kept on.
+                Some(error) if error.code == ErrorCode::HistoryTrimmed => {
+                    attempt = 0;
+                    memory.borrow_mut().cursor = Some(Cursor::from_millis(answer.time));
+                    dispatcher.dispatch(Action::HistoryTrimmed);
                     dispatcher.dispatch(Action::Received {
                         messages: answer.msg_list,
                         online: answer.online,

@@ -192,7 +192,7 @@ pub async fn run(target: Target, params: FanoutParams, quiet: bool) -> Report {
         let sent_at = Instant::now();
         sends[seq as usize] = Some(sent_at);
         let published = match &target {
-            Target::Jsonp { client, .. } => client.push("publisher", &body).await.map(|_| ()),
+            Target::Jsonp { publisher, .. } => publisher.push("publisher", &body).await.map(|_| ()),
             Target::Nchan { client, .. } => client.publish(&body).await,
         };
         match published {

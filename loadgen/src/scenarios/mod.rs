@@ -19,6 +19,9 @@ pub enum Target {
     Jsonp {
         /// The client.
         client: JsonpClient,
+        /// The client the `fanout` publisher pushes through: `client`, or another instance of
+        /// the same room (`--publish-url`), to measure a wake-up across instances.
+        publisher: JsonpClient,
         /// The base URL, for `/healthz`.
         base_url: String,
         /// The HTTP client, for `/healthz`.

@@ -86,6 +86,15 @@ pub trait MessageBackend: Send + Sync + Debug {
     /// messages exist.
     fn subscribe(&self) -> watch::Receiver<u64>;
 
+    /// The newest stored time right now, asked of the backend itself (for a shared backend,
+    /// this instance's news may lag a moment behind what another instance saved).
+    ///
+    /// # Errors
+    /// [`BackendError::Storage`] when the backend cannot be asked.
+    async fn newest_time(&self) -> Result<u64, BackendError> {
+        Ok(*self.subscribe().borrow())
+    }
+
     /// How many messages are stored in all.
     fn n_messages(&self) -> u64;
 

@@ -38,7 +38,8 @@ use crate::storage::StorageError;
 pub const DEFAULT_PREFIX: &str = "chat:";
 
 /// Appends a batch: `KEYS[1]` the stream, `ARGV[1]` the approximate maximum length (`""` for
-/// none), then `name`, `msg` pairs. Returns the times given, in order.
+/// none), then `name`, `msg` pairs. Returns the stream's length, then the times given, in
+/// order.
 pub const APPEND_SCRIPT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -59,6 +60,7 @@ for i = 2, #ARGV, 2 do
   end
   times[#times + 1] = time
 end
+table.insert(times, 1, redis.call('XLEN', KEYS[1]))
 return times
 ";
 
@@ -157,10 +159,25 @@ struct Figures {
     trimmed_through: AtomicU64,
 }
 
+impl Figures {
+    /// A length just read. Without trimming the stream only grows, so an older reading that
+    /// arrives late never moves the count back.
+    fn set_length(&self, length: u64, trimming: bool) {
+        if trimming {
+            self.n_messages.store(length, Ordering::SeqCst);
+        } else {
+            self.n_messages.fetch_max(length, Ordering::SeqCst);
+        }
+    }
+}
+
 /// The stream's length, and the newest time it no longer keeps (0 when it keeps everything):
 /// when more entries were added than it holds (`entries-added` > `length`, Redis 7), those
 /// before its first entry (`recorded-first-entry-id`) were trimmed.
-async fn stream_figures(conn: &mut ConnectionManager, stream: &str) -> Result<(u64, u64), BackendError> {
+async fn stream_figures(
+    conn: &mut ConnectionManager,
+    stream: &str,
+) -> Result<(u64, u64), BackendError> {
     let info: Value = match redis::cmd("XINFO")
         .arg("STREAM")
         .arg(stream)
@@ -360,7 +377,7 @@ async fn read_loop(
         };
         match figured {
             Ok((length, trimmed)) => {
-                figures.n_messages.store(length, Ordering::SeqCst);
+                figures.set_length(length, trimmed > 0);
                 figures.trimmed_through.store(trimmed, Ordering::SeqCst);
                 if failures > 0 {
                     tracing::info!(failures, "Redis is reachable again");
@@ -399,14 +416,18 @@ impl MessageBackend for RedisBackend {
         for draft in &drafts {
             invocation.arg(draft.name.as_str()).arg(draft.msg.as_str());
         }
-        let times: Vec<u64> = invocation
+        let reply: Vec<u64> = invocation
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(|error| self.failed("append", error))?;
         self.available.store(true, Ordering::SeqCst);
+        let (length, times) = reply
+            .split_first()
+            .ok_or_else(|| self.failed("append", "an empty answer"))?;
+        self.figures.set_length(*length, self.max_len.is_some());
         let messages: Vec<Message> = drafts
             .into_iter()
-            .zip(&times)
+            .zip(times)
             .map(|(draft, &time)| Message {
                 name: draft.name.into_string(),
                 msg: draft.msg.into_string(),
@@ -414,9 +435,6 @@ impl MessageBackend for RedisBackend {
             })
             .collect();
         if let Some(last) = messages.last() {
-            self.figures
-                .n_messages
-                .fetch_add(messages.len() as u64, Ordering::SeqCst);
             // This instance's own saves are published at once, not one XREAD later.
             let time = last.time;
             self.newest.send_if_modified(|newest| {
@@ -488,6 +506,23 @@ impl MessageBackend for RedisBackend {
 
     fn subscribe(&self) -> watch::Receiver<u64> {
         self.newest.subscribe()
+    }
+
+    async fn newest_time(&self) -> Result<u64, BackendError> {
+        let reply: StreamRangeReply = redis::cmd("XREVRANGE")
+            .arg(&self.keys.stream)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(|error| self.failed("XREVRANGE", error))?;
+        Ok(reply
+            .ids
+            .first()
+            .and_then(|entry| id_time(&entry.id))
+            .unwrap_or(0))
     }
 
     fn n_messages(&self) -> u64 {

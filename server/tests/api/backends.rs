@@ -69,9 +69,8 @@ async fn the_protocol_is_the_same(backend: Backend) {
         "{backend:?}: {answer}"
     );
 
-    for n in 0..250 {
-        app.push("ann", &format!("m{n}")).await;
-    }
+    app.push_many("ann", (0..250).map(|n| format!("m{n}")))
+        .await;
     let all = app.all_messages().await;
     assert_eq!(all.len(), 253, "{backend:?}");
     let all_times = times(&all);
@@ -372,9 +371,8 @@ async fn a_pop_from_before_the_oldest_kept_gets_what_is_left_with_history_trimme
         settings.memory_messages = 5;
     })
     .await;
-    for n in 0..400 {
-        app.push("ann", &format!("t{n}")).await;
-    }
+    app.push_many("ann", (0..400).map(|n| format!("t{n}")))
+        .await;
     let answer = app.call("/?name=bob&method=pop&time=0", "callback").await;
     assert_eq!(answer["error"]["code"], "history_trimmed", "{answer}");
     let kept = texts(answer["msgList"].as_array().unwrap());

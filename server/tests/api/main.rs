@@ -9,6 +9,7 @@ mod support;
 mod backends;
 mod bad_input;
 mod clients;
+mod cluster;
 mod long_poll;
 mod metrics;
 mod page;

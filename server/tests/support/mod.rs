@@ -146,6 +146,29 @@ impl TestApp {
         answer["time"].as_u64().unwrap()
     }
 
+    /// Saves many messages quickly (without running each answer in a JavaScript engine, as
+    /// [`TestApp::push`] does), one after another; returns their times.
+    pub async fn push_many(&self, name: &str, texts: impl IntoIterator<Item = String>) -> Vec<u64> {
+        let mut saved = Vec::new();
+        for text in texts {
+            let url = format!(
+                "{}?name={}&method=push&msg={}&time=1&callback=cb",
+                self.base_url,
+                encode(name),
+                encode(&text)
+            );
+            let body = get_text(&self.client, &url).await;
+            let answer: Value = body
+                .strip_prefix("/**/cb(")
+                .and_then(|rest| rest.strip_suffix(");"))
+                .and_then(|json| serde_json::from_str(json).ok())
+                .unwrap_or_else(|| panic!("not a JSONP answer: {body}"));
+            assert!(answer.get("error").is_none(), "push refused: {answer}");
+            saved.push(answer["time"].as_u64().unwrap());
+        }
+        saved
+    }
+
     /// Pops from `time`, returning the answer object.
     pub async fn pop(&self, time: u64) -> Value {
         self.call(&format!("/?name=reader&method=pop&time={time}"), "callback")
