@@ -31,12 +31,14 @@
 //! ```
 
 mod browser;
+mod cluster;
 mod env;
 mod paths;
 mod server;
 mod wait;
 
 pub use browser::{texts_of, Browser, ConnectionStatus, ShownMessage};
+pub use cluster::{Nginx, Redis};
 pub use env::{ChromeDriver, Env, StoredMessage};
 pub use paths::{legacy_page_path, screenshot_dir, target_dir, web_page_dir, workspace_root};
 pub use server::{ChatServer, ServerOptions, StopSignal};

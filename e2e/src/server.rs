@@ -31,6 +31,8 @@ pub struct ServerOptions {
     pub presence_grace_secs: f64,
     /// Serve the built web page (`frontend/dist`) with `--static-dir`.
     pub serve_page: bool,
+    /// More flags, e.g. `--backend redis://…`.
+    pub extra_args: Vec<String>,
 }
 
 impl Default for ServerOptions {
@@ -39,6 +41,7 @@ impl Default for ServerOptions {
             poll_timeout_secs: 3.0,
             presence_grace_secs: 1.0,
             serve_page: true,
+            extra_args: Vec::new(),
         }
     }
 }
@@ -307,6 +310,7 @@ async fn launch(
     let mut command = Command::new(binary);
     command
         .args(extra_args)
+        .args(&options.extra_args)
         .arg("--bind")
         .arg(bind)
         .arg("--data-dir")

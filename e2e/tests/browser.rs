@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context};
 use chat_e2e::{
-    texts_of, wait_until, Browser, Check, ConnectionStatus, Env, ServerOptions, ShownMessage,
-    StopSignal, StoredMessage,
+    texts_of, wait_until, Browser, ChatServer, Check, ConnectionStatus, Env, Nginx, Redis,
+    ServerOptions, ShownMessage, StopSignal, StoredMessage,
 };
 use serde_json::json;
 
@@ -286,6 +286,67 @@ async fn legacy_jquery1_page_keeps_chatting_through_takeovers() -> anyhow::Resul
         Ok(())
     })
     .await
+}
+
+/// Three instances on one Redis room, nginx in front: the Yew page on the first instance, the
+/// jQuery 1.x page on the second, and a jQuery 3 page through nginx chat in every direction.
+#[tokio::test]
+#[ignore = "browser test: run by scripts/test.sh with --ignored"]
+async fn pages_on_different_instances_of_one_redis_room_chat_in_every_direction() -> anyhow::Result<()> {
+    let redis = Redis::start().await?;
+    let options = ServerOptions {
+        extra_args: vec!["--backend".to_owned(), redis.url()],
+        ..ServerOptions::default()
+    };
+    let env = Env::start("cluster_three_instances", options.clone()).await?;
+    let second = ChatServer::start(options.clone()).await?;
+    let third = ChatServer::start(options).await?;
+    let nginx = Nginx::start(&[env.server.addr(), second.addr(), third.addr()]).await?;
+    let yew = env.browser("yew").await?;
+    let old = env.browser("jquery1").await?;
+    let proxied = env.browser("jquery3-nginx").await?;
+    env.run(&[&yew, &old, &proxied], async {
+        open_and_join(&env, &yew, "Yew").await?;
+        old.open_legacy(1, &second.base_url(), "老页面").await?;
+        proxied.open_legacy(3, &nginx.base_url(), "代理页").await?;
+
+        let from_old = "from the jQuery 1 page on the second instance";
+        old.legacy_send(from_old).await?;
+        yew.wait_for_message(from_old, SHOW_TIMEOUT).await?;
+        proxied
+            .wait_for_legacy_line(&format!("老页面:{from_old}"), SHOW_TIMEOUT)
+            .await?;
+
+        let from_yew = "from the Yew page on the first instance";
+        yew.send_message(from_yew).await?;
+        old.wait_for_legacy_line(&format!("Yew:{from_yew}"), SHOW_TIMEOUT)
+            .await?;
+        proxied
+            .wait_for_legacy_line(&format!("Yew:{from_yew}"), SHOW_TIMEOUT)
+            .await?;
+
+        let from_proxied = "from the jQuery 3 page through nginx";
+        proxied.legacy_send(from_proxied).await?;
+        yew.wait_for_message(from_proxied, SHOW_TIMEOUT).await?;
+        old.wait_for_legacy_line(&format!("代理页:{from_proxied}"), SHOW_TIMEOUT)
+            .await?;
+
+        check_times_unique_and_ordered(yew.label(), &yew.messages().await?)?;
+        for page in [&old, &proxied] {
+            let lines = page.legacy_lines().await?;
+            let unique: HashSet<&String> = lines.iter().collect();
+            ensure!(
+                unique.len() == lines.len(),
+                "{} shows a line twice: {lines:?}",
+                page.label()
+            );
+        }
+        env.screenshot(&yew, None).await?;
+        Ok(())
+    })
+    .await?;
+    drop((nginx, third, second, redis));
+    Ok(())
 }
 
 /// Waits until the server has stored `name`'s exit, and until `watcher` shows it as a system
