@@ -7,6 +7,8 @@
 # Sizes can be changed through the environment: POLLERS (10000), RATE (0.5: one message fanned
 # out at a time, every 2 s), FANOUT_SECONDS (20),
 # PUSHERS (64), PUSH_SECONDS (10), HISTORY (100000), IDLE_SECONDS (10).
+# The Redis backend is measured in the same run: one instance, then two behind nginx
+# (deploy/redis.conf, deploy/nginx.conf), and the wake-up of a held pop on another instance.
 # Everything runs on 127.0.0.1 and stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +21,9 @@ PUSHERS="${PUSHERS:-64}"
 PUSH_SECONDS="${PUSH_SECONDS:-10}"
 HISTORY="${HISTORY:-100000}"
 IDLE_SECONDS="${IDLE_SECONDS:-10}"
+WAKE_SECONDS="${WAKE_SECONDS:-10}"
 
+scripts/setup.sh cluster
 if ! [ -f /usr/lib/nginx/modules/ngx_nchan_module.so ]; then
   DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx libnginx-mod-nchan >/dev/null
@@ -51,7 +55,7 @@ wait_for_port() {
   return 1
 }
 
-for port in 8973 8975 8980; do
+for port in 8973 8975 8976 8977 8978 8980 8990; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "port $port is already in use (a chat-server started by scripts/run.sh?): stop it first" >&2
     exit 1
@@ -70,6 +74,47 @@ loadgen --url http://127.0.0.1:8973/ fanout --pollers "$POLLERS" --rate "$RATE" 
 loadgen --url http://127.0.0.1:8973/ push --concurrency "$PUSHERS" --duration "$PUSH_SECONDS" >"$out/ours-push.json"
 loadgen --url http://127.0.0.1:8973/ catchup --history "$HISTORY" --seeders "$PUSHERS" >"$out/ours-catchup.json"
 kill -TERM "$ours"; wait "$ours" || true
+
+echo "== ours: the wake-up of one held pop (local folder)"
+target/release/chat-server --bind 127.0.0.1:8973 --data-dir "$work/wake" \
+  --push-burst 100000000 --push-rate 100000000 2>"$work/wake.log" &
+pids+=("$!")
+wait_for_port 8973
+loadgen --url http://127.0.0.1:8973/ fanout --pollers 1 --rate 20 --duration "$WAKE_SECONDS" >"$out/ours-wake.json"
+kill -TERM "${pids[-1]}"; wait "${pids[-1]}" || true
+
+echo "== ours on Redis: one instance, then two behind nginx"
+mkdir -p "$work/redis" "$work/nginx-chat/tmp"
+redis-server deploy/redis.conf --port 8990 --dir "$work/redis" --logfile "$work/redis.log" &
+pids+=("$!")
+wait_for_port 8990
+redis_flags=(--backend redis://127.0.0.1:8990/0 --trusted-proxy 127.0.0.1
+  --push-burst 100000000 --push-rate 100000000 --max-polls-per-ip 100000 --max-polls 50000)
+target/release/chat-server --bind 127.0.0.1:8976 --data-dir "$work/r1" "${redis_flags[@]}" 2>"$work/r1.log" &
+pids+=("$!")
+wait_for_port 8976
+loadgen --url http://127.0.0.1:8976/ fanout --pollers "$POLLERS" --rate "$RATE" --duration "$FANOUT_SECONDS" >"$out/redis1-fanout.json"
+loadgen --url http://127.0.0.1:8976/ push --concurrency "$PUSHERS" --duration "$PUSH_SECONDS" >"$out/redis1-push.json"
+target/release/chat-server --bind 127.0.0.1:8977 --data-dir "$work/r2" "${redis_flags[@]}" 2>"$work/r2.log" &
+pids+=("$!")
+wait_for_port 8977
+# A held pop on the second instance, woken by a push on the first.
+loadgen --url http://127.0.0.1:8977/ --publish-url http://127.0.0.1:8976/ fanout --pollers 1 --rate 20 --duration "$WAKE_SECONDS" >"$out/redis-wake-across.json"
+python3 - "$work/nginx-chat/nginx.conf" <<'PY'
+import sys
+conf = open("deploy/nginx.conf").read()
+conf = conf.replace("@@LISTEN@@", "127.0.0.1:8978").replace(
+    "@@UPSTREAM_SERVERS@@",
+    "        server 127.0.0.1:8976 max_fails=0;\n        server 127.0.0.1:8977 max_fails=0;")
+open(sys.argv[1], "w").write(conf)
+PY
+nginx -p "$work/nginx-chat" -c "$work/nginx-chat/nginx.conf" &
+pids+=("$!")
+wait_for_port 8978
+loadgen --url http://127.0.0.1:8978/ --health-url http://127.0.0.1:8976/ --health-url http://127.0.0.1:8977/ fanout --pollers "$POLLERS" --rate "$RATE" --duration "$FANOUT_SECONDS" >"$out/redis2-fanout.json"
+loadgen --url http://127.0.0.1:8978/ push --concurrency "$PUSHERS" --duration "$PUSH_SECONDS" >"$out/redis2-push.json"
+for pid in "${pids[@]: -4}"; do kill -TERM "$pid" 2>/dev/null || true; done
+wait 2>/dev/null || true
 
 echo "== the HTTP stack alone: httpref"
 target/release/httpref 127.0.0.1:8975 >/dev/null &

@@ -71,6 +71,28 @@ def main():
         ratio = f"{ours / theirs:.2f}" if ours is not None and theirs and theirs >= 0.05 else "n/a"
         theirs_text = f"{fmt(theirs, unit)} ({label})" if label else "n/a"
         print(f"| {figure} | {fmt(ours, unit)} | {theirs_text} | {ratio} | {verdict(ours_report, theirs_report)} |")
+    print()
+    print("The backends, same run (local: the data folder; Redis: deploy/redis.conf, fsync on every write):")
+    print()
+    print("| figure | local | Redis, 1 instance | Redis, 2 instances + nginx | Redis 1 / local | Redis 2 / local | all delivered once, in order |")
+    print("|---|---|---|---|---|---|---|")
+    backend_rows = [
+        ("pushes/s, 64 pushers", "push", "push_throughput", "msg/s"),
+        ("fan-out p50 (from publish send)", "fanout", "send_to_arrival_p50", "ms"),
+        ("fan-out p99 (from publish send)", "fanout", "send_to_arrival_p99", "ms"),
+        ("fan-out p99 (from publish ack)", "fanout", "fanout_latency_p99", "ms"),
+    ]
+    for figure, scenario, name, unit in backend_rows:
+        reports = [load(folder, f"{who}-{scenario}") for who in ("ours", "redis1", "redis2")]
+        values = [metric(report, name) for report in reports]
+        local = values[0]
+        ratios = [f"{value / local:.2f}" if value is not None and local else "n/a" for value in values[1:]]
+        cells = " | ".join(fmt(value, unit) for value in values)
+        print(f"| {figure} | {cells} | {ratios[0]} | {ratios[1]} | {verdict(*reports)} |")
+    for label, name in (("one held pop, local folder", "ours-wake"), ("one held pop on another instance (Redis)", "redis-wake-across")):
+        report = load(folder, name)
+        p50, p99 = metric(report, "fanout_latency_p50"), metric(report, "fanout_latency_p99")
+        print(f"| wake-up of {label}, from the push's acknowledgement: p50 / p99 | {fmt(p50, 'ms')} / {fmt(p99, 'ms')} | | | | | {verdict(report)} |")
     params = load(folder, "ours-fanout")
     if params:
         print()

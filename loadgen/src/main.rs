@@ -20,6 +20,10 @@ struct Cli {
     /// measure wake-ups across instances); default: --url.
     #[arg(long, global = true)]
     publish_url: Option<String>,
+    /// Base URL of a server whose `/healthz` counts held polls (repeat it for every instance
+    /// behind a load balancer: the counts are summed); default: --url.
+    #[arg(long = "health-url", global = true)]
+    health_urls: Vec<String>,
     /// Which protocol the server speaks.
     #[arg(long, global = true, value_enum, default_value_t = Protocol::Jsonp)]
     protocol: Protocol,
@@ -127,6 +131,11 @@ async fn main() -> ExitCode {
                 cli.publish_url.as_deref().unwrap_or(&cli.url),
             ),
             base_url: cli.url.clone(),
+            health_urls: if cli.health_urls.is_empty() {
+                vec![cli.url.clone()]
+            } else {
+                cli.health_urls.clone()
+            },
             http,
         },
         Protocol::Nchan => Target::Nchan {

@@ -311,7 +311,13 @@ async fn save(
         }
         Err(SaveError::Closed) => refuse(state, answer, &Refusal::ShuttingDown, newest),
         Err(error @ SaveError::Storage(_)) => {
-            tracing::error!(error = %error, "save failed");
+            // An outage of the backend is logged once by the backend itself; each save it
+            // refuses meanwhile is not news.
+            if state.room.backend_status() == BackendStatus::Ok {
+                tracing::error!(error = %error, "save failed");
+            } else {
+                tracing::debug!(error = %error, "save failed during a backend outage");
+            }
             refuse(state, answer, &Refusal::StorageFailed, newest)
         }
     }

@@ -22,8 +22,11 @@ pub enum Target {
         /// The client the `fanout` publisher pushes through: `client`, or another instance of
         /// the same room (`--publish-url`), to measure a wake-up across instances.
         publisher: JsonpClient,
-        /// The base URL, for `/healthz`.
+        /// The base URL.
         base_url: String,
+        /// The servers whose `/healthz` counts the held polls (their sum): the base URL, or
+        /// every instance behind a load balancer.
+        health_urls: Vec<String>,
         /// The HTTP client, for `/healthz`.
         http: reqwest::Client,
     },
@@ -58,10 +61,17 @@ impl Target {
     /// `subscribers` of nchan's status page. `None` when the server does not say.
     pub async fn n_held(&self) -> Option<u64> {
         match self {
-            Target::Jsonp { base_url, http, .. } => {
-                let url = format!("{}/healthz", base_url.trim_end_matches('/'));
-                let text = http.get(url).send().await.ok()?.text().await.ok()?;
-                serde_json::from_str::<serde_json::Value>(&text).ok()?["held_polls"].as_u64()
+            Target::Jsonp {
+                health_urls, http, ..
+            } => {
+                let mut held = 0;
+                for base_url in health_urls {
+                    let url = format!("{}/healthz", base_url.trim_end_matches('/'));
+                    let text = http.get(url).send().await.ok()?.text().await.ok()?;
+                    held += serde_json::from_str::<serde_json::Value>(&text).ok()?["held_polls"]
+                        .as_u64()?;
+                }
+                Some(held)
             }
             Target::Nchan { base_url, http, .. } => {
                 let url = format!("{}/nchan_status", base_url.trim_end_matches('/'));

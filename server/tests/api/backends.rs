@@ -205,11 +205,7 @@ async fn fan_out_to_a_thousand_pollers_over_three_instances_delivers_every_messa
                         &format!("{base_url}?name=p{n}&method=pop&time={cursor}&callback=cb"),
                     )
                     .await;
-                    let json = body
-                        .strip_prefix("/**/cb(")
-                        .and_then(|rest| rest.strip_suffix(");"))
-                        .unwrap();
-                    let answer: Value = serde_json::from_str(json).unwrap();
+                    let answer = crate::support::jsonp_object(&body).unwrap();
                     cursor = answer["time"].as_u64().unwrap();
                     seen.extend(texts(answer["msgList"].as_array().unwrap()));
                 }
@@ -391,10 +387,8 @@ async fn a_pop_from_before_the_oldest_kept_gets_what_is_left_with_history_trimme
 
 /// Runs the built binary with `args`; it must succeed. Returns its standard output.
 fn run_tool(args: &[&str]) -> String {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_chat-server"))
-        .args(args)
-        .output()
-        .unwrap();
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|arg| arg.as_ref()).collect();
+    let output = crate::support::run_binary(&args);
     assert!(
         output.status.success(),
         "chat-server {args:?}: {}",

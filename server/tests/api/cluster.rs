@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::support::jsonp_object;
 use crate::process::{launch_binary, ServerProcess};
 use crate::support::redis::{unique_prefix, RedisServer};
 
@@ -83,14 +84,6 @@ impl Nginx {
     fn base_url(&self) -> String {
         format!("http://127.0.0.1:{}/", self.port)
     }
-}
-
-/// The object a JSONP answer `/**/cb({...});` passes, or why the body is not one.
-fn jsonp_object(body: &str) -> Result<Value, String> {
-    body.strip_prefix("/**/cb(")
-        .and_then(|rest| rest.strip_suffix(");"))
-        .and_then(|json| serde_json::from_str(json).ok())
-        .ok_or_else(|| format!("not a JSONP answer: {body:?}"))
 }
 
 /// A client like the web page: polls from its cursor, and after a failed request (a refused,

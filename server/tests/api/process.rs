@@ -225,12 +225,12 @@ async fn sigterm_answers_held_pops_flushes_and_exits_zero() {
 async fn the_binary_refuses_a_data_folder_it_cannot_parse() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("data.json"), "[{\"name\": \"a\",").unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_chat-server"))
-        .args(["--bind", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let output = crate::support::run_binary(&[
+        "--bind".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--data-dir".as_ref(),
+        dir.path().as_os_str(),
+    ]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

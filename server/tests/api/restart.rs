@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::watch;
 
+use crate::support::{jsonp_object, run_binary};
 use crate::process::{launch_binary, ServerProcess};
 
 /// How many switches each test makes.
@@ -26,15 +27,6 @@ const PUSH_EVERY: Duration = Duration::from_millis(20);
 
 /// The longest a pop may take: with a push every 20 ms, only a switch can hold one longer.
 const MAX_POP_TIME: Duration = Duration::from_secs(1);
-
-/// Reads a JSONP answer `/**/cb({...});` without a JavaScript engine (hundreds are read here;
-/// the answer format itself is checked in a real engine by the protocol tests).
-fn jsonp_object(body: &str) -> Result<Value, String> {
-    body.strip_prefix("/**/cb(")
-        .and_then(|rest| rest.strip_suffix(");"))
-        .and_then(|json| serde_json::from_str(json).ok())
-        .ok_or_else(|| format!("not a JSONP answer of cb: {body:?}"))
-}
 
 /// What the loop client saw.
 #[derive(Debug, Default)]
@@ -311,12 +303,7 @@ async fn five_socket_activated_restarts_refuse_no_connection_and_lose_no_message
 async fn a_second_start_without_takeover_is_still_refused() {
     let dir = tempfile::tempdir().unwrap();
     let server = launch(dir.path(), &[], None).await;
-    let output = Command::new(env!("CARGO_BIN_EXE_chat-server"))
-        .args(["--bind", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let output = run_binary(&["--bind".as_ref(), "127.0.0.1:0".as_ref(), "--data-dir".as_ref(), dir.path().as_os_str()]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("in use by another chat-server"), "{stderr}");
@@ -326,12 +313,7 @@ async fn a_second_start_without_takeover_is_still_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_takeover_with_nobody_running_says_so_and_exits_non_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_chat-server"))
-        .arg("--takeover")
-        .arg("--data-dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let output = run_binary(&["--takeover".as_ref(), "--data-dir".as_ref(), dir.path().as_os_str()]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
