@@ -23,12 +23,18 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 async fn wait_for_port(port: u16, what: &str) -> anyhow::Result<()> {
-    wait_until(START_TIMEOUT, &format!("{what} listens on {port}"), || async move {
-        Ok(match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
-            Ok(_) => Check::Done(()),
-            Err(error) => Check::NotYet(error.to_string()),
-        })
-    })
+    wait_until(
+        START_TIMEOUT,
+        &format!("{what} listens on {port}"),
+        || async move {
+            Ok(
+                match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                    Ok(_) => Check::Done(()),
+                    Err(error) => Check::NotYet(error.to_string()),
+                },
+            )
+        },
+    )
     .await
 }
 

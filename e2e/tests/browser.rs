@@ -292,7 +292,8 @@ async fn legacy_jquery1_page_keeps_chatting_through_takeovers() -> anyhow::Resul
 /// jQuery 1.x page on the second, and a jQuery 3 page through nginx chat in every direction.
 #[tokio::test]
 #[ignore = "browser test: run by scripts/test.sh with --ignored"]
-async fn pages_on_different_instances_of_one_redis_room_chat_in_every_direction() -> anyhow::Result<()> {
+async fn pages_on_different_instances_of_one_redis_room_chat_in_every_direction(
+) -> anyhow::Result<()> {
     let redis = Redis::start().await?;
     let options = ServerOptions {
         extra_args: vec!["--backend".to_owned(), redis.url()],

@@ -122,8 +122,9 @@ pub struct Settings {
     #[arg(long, env = "CHAT_REDIS_PREFIX", default_value = crate::backend::redis::DEFAULT_PREFIX)]
     pub redis_prefix: String,
 
-    /// Keep about this many messages in the Redis stream (`XADD MAXLEN ~`); default: all. A pop
-    /// from before the oldest kept gets what is left, with `error.code = history_trimmed`.
+    /// Keep the newest N messages in the Redis stream, trimming in batches (up to a tenth of N
+    /// more, 100 to 10 000, between trims); default: all. A pop from before the oldest kept
+    /// gets what is left, with `error.code = history_trimmed`.
     #[arg(long, env = "CHAT_REDIS_MAX_LEN", value_name = "N", value_parser = parse_positive)]
     pub redis_max_len: Option<usize>,
 

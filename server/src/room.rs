@@ -50,6 +50,9 @@ pub struct RoomLimits {
     pub memory_messages: usize,
 }
 
+/// How long a save waits for its message to reach the cache before it is answered anyway.
+const SAVE_VISIBLE_WITHIN: Duration = Duration::from_secs(5);
+
 /// How long the follower waits before reading again after the backend failed to answer.
 const FOLLOW_RETRY_AFTER: Duration = Duration::from_millis(100);
 
@@ -151,6 +154,19 @@ pub struct Room {
     inner: Arc<RoomInner>,
 }
 
+/// Whether a pop's cursor is a time the room has reached ([`Room::has_reached`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reached {
+    /// It has: pages after it are served.
+    Yes,
+    /// Nothing is stored at or after it: a time from the future, answered with the newest
+    /// time, as the original server did.
+    Ahead,
+    /// Not known now (the backend did not answer, or this instance did not catch up in time):
+    /// answered with the client's own cursor and no messages, so it asks again.
+    Unknown,
+}
+
 /// Keeps a name online while a pop is held; dropping it (answer or disconnect) counts as "seen
 /// now".
 #[derive(Debug)]
@@ -211,8 +227,19 @@ impl Room {
         let mut cached = self.inner.cached.subscribe();
         let saved = self.inner.backend.append(vec![draft]).await?;
         let message = saved.into_iter().next().ok_or(SaveError::Closed)?;
-        // The follower puts it in the cache at once; until then a pop would not see it.
-        let _ = cached.wait_for(|&time| time >= message.time).await;
+        // The follower puts it in the cache at once; until then a pop would not see it. The
+        // message is stored either way: a follower that cannot read does not make it unsaved.
+        let cached_in_time = tokio::time::timeout(
+            SAVE_VISIBLE_WITHIN,
+            cached.wait_for(|&time| time >= message.time),
+        )
+        .await;
+        if cached_in_time.is_err() {
+            tracing::warn!(
+                time = message.time,
+                "a saved message was not cached in time"
+            );
+        }
         Ok(message)
     }
 
@@ -230,23 +257,33 @@ impl Room {
 
     /// Whether `cursor` is a time the room has reached: at or before the newest cached message,
     /// or, when this instance's news lags behind another instance's save (a shared backend),
-    /// before the backend's newest, in which case this waits (at most `patience`) until the
-    /// cache has caught up. A client's cursor from another instance then never looks like a
-    /// time from the future (which is answered with the newest time, and would send the client
-    /// back over messages it has).
-    pub async fn has_reached(&self, cursor: Cursor, patience: Duration) -> bool {
+    /// at or before the backend's newest, in which case this waits (at most `patience`) until
+    /// the cache has caught up. A client's cursor from another instance then never looks like
+    /// a time from the future (which is answered with the newest time, and would send the
+    /// client back over messages it has).
+    pub async fn has_reached(&self, cursor: Cursor, patience: Duration) -> Reached {
         let wanted = cursor.as_millis();
         if wanted <= self.inner.cache_newest() {
-            return true;
+            return Reached::Yes;
         }
-        match self.inner.backend.newest_time().await {
-            Ok(newest) if newest >= wanted => {
-                let mut cached = self.inner.cached.subscribe();
-                tokio::time::timeout(patience, cached.wait_for(|&time| time >= wanted))
-                    .await
-                    .is_ok_and(|waited| waited.is_ok())
-            }
-            _ => false,
+        // The backend's news first (free), then the backend itself.
+        let heard_of = *self.inner.backend.subscribe().borrow() >= wanted;
+        let stored = heard_of
+            || match self.inner.backend.newest_time().await {
+                Ok(newest) => newest >= wanted,
+                Err(_) => return Reached::Unknown,
+            };
+        if !stored {
+            return Reached::Ahead;
+        }
+        let mut cached = self.inner.cached.subscribe();
+        let caught_up = tokio::time::timeout(patience, cached.wait_for(|&time| time >= wanted))
+            .await
+            .is_ok_and(|waited| waited.is_ok());
+        if caught_up {
+            Reached::Yes
+        } else {
+            Reached::Unknown
         }
     }
 
@@ -261,9 +298,19 @@ impl Room {
         self.inner.backend.status()
     }
 
-    /// Who is online.
-    pub fn presence(&self) -> &Arc<dyn PresenceStore> {
-        &self.inner.presence
+    /// `name` did something (a save): it is online.
+    pub fn seen(&self, name: &Nickname) {
+        self.inner.presence.seen(name.as_str());
+    }
+
+    /// `name` said `exit`.
+    pub fn left(&self, name: &str) {
+        self.inner.presence.left(name);
+    }
+
+    /// Who is online now.
+    pub fn online(&self) -> Arc<crate::presence::OnlineSnapshot> {
+        self.inner.presence.snapshot()
     }
 
     /// Keeps `name` online while the returned guard lives (a held pop); `None` when the name
@@ -489,15 +536,16 @@ mod tests {
             })
         };
         backend.news.send_replace(3);
-        assert!(
+        assert_eq!(
             waiting.await.expect("joins"),
+            Reached::Yes,
             "3 is stored: the cursor is reached once heard of"
         );
         assert_eq!(room.newest_time(), 3);
-        assert!(
-            !room
-                .has_reached(Cursor::from_millis(4), Duration::from_secs(10))
+        assert_eq!(
+            room.has_reached(Cursor::from_millis(4), Duration::from_secs(10))
                 .await,
+            Reached::Ahead,
             "4 is stored nowhere: a time from the future"
         );
     }

@@ -22,7 +22,7 @@ use crate::jsonp;
 use crate::limits::{client_ip, HeldPolls, HoldRefused, SaveRateLimiter};
 use crate::protocol::{self, AnswerWriter, Parsed, Refusal, Request, TextLimits, CHAT_PARAMETERS};
 use crate::query::Query;
-use crate::room::{Room, SaveError};
+use crate::room::{Reached, Room, SaveError};
 use crate::telemetry::{self, Limit, SaveKind, StateFigures, Telemetry};
 
 /// How long a pop refused for too many held pops from one address, or for its size, waits
@@ -58,7 +58,7 @@ impl AppState {
         StateFigures {
             held_pops: self.held_polls.n_held(),
             messages: self.room.n_messages(),
-            online_names: self.room.presence().snapshot().count,
+            online_names: self.room.online().count,
             storage_bytes: crate::storage::bytes_on_disk(&self.settings.data_dir),
         }
     }
@@ -200,9 +200,48 @@ fn refuse(
     jsonp::response(answer.refusal(refusal, newest_time))
 }
 
+/// The methods a chat request may use, for `Allow`.
+const ALLOWED_METHODS: &str = "GET, HEAD, POST, OPTIONS";
+
+/// Answers methods that must have no effect: `OPTIONS` (a CORS preflight, a probe) gets 204
+/// and `Allow`; `HEAD` (link checkers, link previews) gets the status and headers a `GET`
+/// would get at once, without running the request (a pop is never held); any method but
+/// `GET` and `POST` gets 405 with `Allow`. `None` for `GET` and `POST`, which run the chat.
+fn answer_without_effect(request: &HttpRequest, state: &AppState) -> Option<HttpResponse> {
+    let with_allow = |mut response: HttpResponse| {
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+        response
+    };
+    match *request.method() {
+        HttpMethod::GET | HttpMethod::POST => None,
+        HttpMethod::OPTIONS => Some(with_allow(HttpResponse::NoContent().finish())),
+        HttpMethod::HEAD => {
+            let raw_query = request.query_string();
+            let response = if raw_query.is_empty() {
+                plain_text(actix_web::http::StatusCode::OK, "")
+            } else {
+                match protocol::parse(&HttpMethod::GET, raw_query, state.text_limits()) {
+                    Ok(_) => jsonp::response(String::new()),
+                    Err(_) => plain_text(actix_web::http::StatusCode::BAD_REQUEST, ""),
+                }
+            };
+            Some(response)
+        }
+        _ => Some(with_allow(plain_text(
+            actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed: chat requests are GET (POST for an exit beacon)\n",
+        ))),
+    }
+}
+
 /// Every path with a query string is a chat request.
 #[tracing::instrument(name = "chat", skip_all, fields(kind))]
 async fn chat(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if let Some(response) = answer_without_effect(&request, &state) {
+        return response;
+    }
     let raw_query = request.query_string();
     if raw_query.is_empty() {
         return plain_text(
@@ -290,18 +329,17 @@ async fn save(
         ),
         Request::Pop { .. } => unreachable!("pops are answered by `pop`"),
     };
-    let presence = state.room.presence();
     // Seen before the save, so the answers its message wakes already list the sender.
     if kind != SaveKind::Exit {
-        presence.seen(draft.name.as_str());
+        state.room.seen(&draft.name);
     }
     match state.room.save(draft).await {
         Ok(message) => {
             if kind == SaveKind::Exit {
-                presence.left(&message.name);
+                state.room.left(&message.name);
             }
             state.telemetry.saved(kind);
-            jsonp::response(answer.saved(&message, presence.snapshot().answer_fields()))
+            jsonp::response(answer.saved(&message, state.room.online().answer_fields()))
         }
         Err(SaveError::Closed) if state.successor_listens.load(Ordering::SeqCst) => {
             match location {
@@ -347,20 +385,32 @@ async fn pop(
     ip: IpAddr,
 ) -> HttpResponse {
     let room = &state.room;
-    let presence = room.presence();
+    let newest = room.newest_time();
     // Not a whole number, or ahead of the newest message: answer at once with the newest time.
     let cursor = match cursor {
-        Some(cursor) if room.has_reached(cursor, CURSOR_PATIENCE).await => Some(cursor),
-        _ => None,
-    };
-    let newest = room.newest_time();
-    let Some(cursor) = cursor else {
-        return jsonp::response(answer.page(
-            newest,
-            &[],
-            presence.snapshot().answer_fields(),
-            None,
-        ));
+        Some(cursor) => match room.has_reached(cursor, CURSOR_PATIENCE).await {
+            Reached::Yes => cursor,
+            Reached::Ahead => {
+                return jsonp::response(answer.page(
+                    room.newest_time(),
+                    &[],
+                    room.online().answer_fields(),
+                    None,
+                ))
+            }
+            // Its own cursor back, so that it asks again from where it is.
+            Reached::Unknown => {
+                return jsonp::response(answer.page(
+                    cursor.as_millis(),
+                    &[],
+                    room.online().answer_fields(),
+                    None,
+                ))
+            }
+        },
+        None => {
+            return jsonp::response(answer.page(newest, &[], room.online().answer_fields(), None))
+        }
     };
     // Subscribe before looking, so a message published in between still wakes us.
     let changes = room.subscribe();
@@ -376,7 +426,7 @@ async fn pop(
             return jsonp::response(answer.page(
                 time,
                 &page,
-                presence.snapshot().answer_fields(),
+                room.online().answer_fields(),
                 notice,
             ));
         }
@@ -390,7 +440,7 @@ async fn pop(
         return jsonp::response(answer.page(
             cursor.as_millis(),
             &[],
-            presence.snapshot().answer_fields(),
+            room.online().answer_fields(),
             None,
         ));
     }
@@ -456,7 +506,7 @@ impl HeldPop {
         let waited = room
             .wait_after(cursor, changes, state.settings.poll_timeout())
             .await;
-        let snapshot = room.presence().snapshot();
+        let snapshot = room.online();
         let body = match waited {
             Ok(Some((page, woke))) => {
                 let body = answer.page(

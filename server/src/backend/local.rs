@@ -39,12 +39,23 @@ struct Append {
     reply: oneshot::Sender<Result<Vec<Message>, Arc<StorageError>>>,
 }
 
+/// The messages in memory and the time the chunk files reach, changed together (under one
+/// lock) so that a reader never sees compaction half done.
+#[derive(Debug, Default)]
+struct Tail {
+    /// Messages not in any chunk file, oldest first (legacy folders may hold some older than
+    /// the newest chunked message).
+    messages: VecDeque<Message>,
+    /// Time of the newest message in a chunk file (0 when there are none), ms: every newer
+    /// message is in `messages`.
+    chunked_through: u64,
+}
+
 /// What the writer thread shares with readers.
 #[derive(Debug)]
 struct Shared {
-    /// Messages not in any chunk file, oldest first (legacy folders may hold some older than
-    /// the newest chunked message).
-    tail: RwLock<VecDeque<Message>>,
+    /// See [`Tail`].
+    tail: RwLock<Tail>,
     /// Messages stored in all.
     n_messages: std::sync::atomic::AtomicU64,
     /// The chunk files.
@@ -56,7 +67,7 @@ struct Shared {
 }
 
 impl Shared {
-    fn read_tail(&self) -> std::sync::RwLockReadGuard<'_, VecDeque<Message>> {
+    fn read_tail(&self) -> std::sync::RwLockReadGuard<'_, Tail> {
         // Every change is a plain push, drain or swap: a panic elsewhere cannot leave it half
         // changed, so a poisoned lock is used as is.
         self.tail
@@ -64,7 +75,7 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn write_tail(&self) -> std::sync::RwLockWriteGuard<'_, VecDeque<Message>> {
+    fn write_tail(&self) -> std::sync::RwLockWriteGuard<'_, Tail> {
         self.tail
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -98,7 +109,10 @@ impl LocalBackend {
         } = loaded;
         let newest_time = store.last_time();
         let shared = Arc::new(Shared {
-            tail: RwLock::new(store.tail().iter().cloned().collect()),
+            tail: RwLock::new(Tail {
+                messages: store.tail().iter().cloned().collect(),
+                chunked_through: store.chunked_through(),
+            }),
             n_messages: n_messages.into(),
             chunks,
             newest: watch::channel(newest_time).0,
@@ -141,24 +155,35 @@ impl MessageBackend for LocalBackend {
         page_size: usize,
     ) -> Result<Vec<Message>, BackendError> {
         let after = after.as_millis();
-        if after >= self.shared.chunks.chunked_through() {
-            // Every message newer than the chunks' newest is in memory.
-            return Ok(take_page(&self.shared.read_tail(), after, page_size));
+        loop {
+            let chunked_through = {
+                let tail = self.shared.read_tail();
+                if after >= tail.chunked_through {
+                    // Every message newer than the chunks' newest is in memory.
+                    return Ok(take_page(&tail.messages, after, page_size));
+                }
+                tail.chunked_through
+            };
+            let chunks = self.shared.chunks.clone();
+            let mut page = tokio::task::spawn_blocking(move || chunks.read_after(after, page_size))
+                .await
+                .map_err(|join_error| history_error(std::io::Error::other(join_error)))?
+                .map_err(|error| BackendError::Storage(Arc::new(error)))?;
+            if page.len() < page_size {
+                let tail = self.shared.read_tail();
+                if tail.chunked_through != chunked_through {
+                    // A compaction moved messages from memory into chunk files while the
+                    // disk was read: read again, or they would be skipped.
+                    continue;
+                }
+                continue_from_memory(&mut page, &tail.messages, after, page_size);
+            }
+            return Ok(page);
         }
-        let chunks = self.shared.chunks.clone();
-        let mut page = tokio::task::spawn_blocking(move || chunks.read_after(after, page_size))
-            .await
-            .map_err(|join_error| history_error(std::io::Error::other(join_error)))?
-            .map_err(|error| BackendError::Storage(Arc::new(error)))?;
-        if page.len() < page_size {
-            let tail = self.shared.read_tail();
-            continue_from_memory(&mut page, &tail, after, page_size);
-        }
-        Ok(page)
     }
 
     async fn recent(&self, n: usize) -> Result<Recent, BackendError> {
-        let tail: Vec<Message> = self.shared.read_tail().iter().cloned().collect();
+        let tail: Vec<Message> = self.shared.read_tail().messages.iter().cloned().collect();
         let chunks = self.shared.chunks.clone();
         tokio::task::spawn_blocking(move || {
             let (older, older_through_unread) = chunks.read_newest(n.saturating_add(1))?;
@@ -300,9 +325,12 @@ fn spawn_writer(
                         let mut tail = shared.write_tail();
                         if report.compaction.is_some() {
                             // Compaction moved the oldest into chunk files: memory follows it.
-                            *tail = store.tail().iter().cloned().collect();
+                            *tail = Tail {
+                                messages: store.tail().iter().cloned().collect(),
+                                chunked_through: store.chunked_through(),
+                            };
                         } else {
-                            tail.extend(messages.iter().cloned());
+                            tail.messages.extend(messages.iter().cloned());
                         }
                         drop(tail);
                         shared.n_messages.fetch_add(

@@ -37,30 +37,48 @@ use crate::storage::StorageError;
 /// The default key prefix.
 pub const DEFAULT_PREFIX: &str = "chat:";
 
-/// Appends a batch: `KEYS[1]` the stream, `ARGV[1]` the approximate maximum length (`""` for
-/// none), then `name`, `msg` pairs. Returns the stream's length, then the times given, in
-/// order.
+/// Appends a batch: `KEYS[1]` the stream, `KEYS[2]` the key of the newest trimmed time,
+/// `ARGV[1]` the most entries to keep (`""` to keep all), then `name`, `msg` pairs. Returns the
+/// stream's length, the newest trimmed time (0 when none), then the times given, in order.
+///
+/// Trimming is exact and amortized: once the stream holds `max + slack` entries (slack: a tenth
+/// of `max`, between 100 and 10 000), the oldest beyond `max` are removed at once and the time of
+/// the newest removed is kept in `KEYS[2]`, so that a pop can tell exactly whether messages after
+/// its cursor are gone (`XADD MAXLEN ~` would not say which were).
 pub const APPEND_SCRIPT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local last = 0
-local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-if #newest > 0 then
-  last = tonumber(string.match(newest[1][1], '^(%d+)-'))
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  -- The last id ever given, even if that entry was deleted since.
+  local info = redis.call('XINFO', 'STREAM', KEYS[1])
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then
+      last = tonumber(string.match(info[i + 1], '^(%d+)-'))
+    end
+  end
 end
 local times = {}
 for i = 2, #ARGV, 2 do
   local time = math.max(now, last + 1)
   last = time
-  local id = string.format('%.0f-0', time)
-  if ARGV[1] ~= '' then
-    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], id, 'name', ARGV[i], 'msg', ARGV[i + 1])
-  else
-    redis.call('XADD', KEYS[1], id, 'name', ARGV[i], 'msg', ARGV[i + 1])
-  end
+  redis.call('XADD', KEYS[1], string.format('%.0f-0', time), 'name', ARGV[i], 'msg', ARGV[i + 1])
   times[#times + 1] = time
 end
-table.insert(times, 1, redis.call('XLEN', KEYS[1]))
+local length = redis.call('XLEN', KEYS[1])
+if ARGV[1] ~= '' then
+  local max = tonumber(ARGV[1])
+  local slack = math.min(math.max(100, math.floor(max / 10)), 10000)
+  if length >= max + slack then
+    local cut = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', length - max + 1)
+    local newest_trimmed = cut[#cut - 1][1]
+    redis.call('XTRIM', KEYS[1], 'MINID', cut[#cut][1])
+    redis.call('SET', KEYS[2], string.match(newest_trimmed, '^(%d+)-'))
+    length = redis.call('XLEN', KEYS[1])
+  end
+end
+table.insert(times, 1, tonumber(redis.call('GET', KEYS[2]) or '0'))
+table.insert(times, 1, length)
 return times
 ";
 
@@ -80,6 +98,8 @@ const PRESENCE_SYNC_EVERY: Duration = Duration::from_millis(500);
 pub struct Keys {
     /// The stream of messages.
     pub stream: String,
+    /// The time of the newest message trimmed from the stream (absent: none was).
+    pub trimmed: String,
     /// The presence sorted set.
     pub presence: String,
 }
@@ -89,6 +109,7 @@ impl Keys {
     pub fn new(prefix: &str) -> Keys {
         Keys {
             stream: format!("{prefix}messages"),
+            trimmed: format!("{prefix}trimmed"),
             presence: format!("{prefix}presence"),
         }
     }
@@ -101,7 +122,8 @@ pub struct RedisConfig {
     pub url: String,
     /// The key prefix.
     pub prefix: String,
-    /// Trim the stream to about this many entries (`XADD MAXLEN ~`); `None` keeps everything.
+    /// Keep the newest this many entries (see [`APPEND_SCRIPT`] for when trimming happens);
+    /// `None` keeps everything.
     pub max_len: Option<usize>,
 }
 
@@ -112,7 +134,8 @@ fn storage_error(context: &str, error: impl std::fmt::Display) -> BackendError {
     )))
 }
 
-/// Connects a connection manager (it reconnects by itself, with backoff) to `url`.
+/// Connects a connection manager (it reconnects by itself, with backoff) to `url`; a command
+/// without an answer within `response_timeout` fails (`None`: it waits forever).
 ///
 /// # Errors
 /// A URL that is not a Redis URL, or Redis unreachable at start.
@@ -129,6 +152,14 @@ pub async fn connect(
     ConnectionManager::new_with_config(client, config)
         .await
         .map_err(|error| storage_error(&format!("cannot connect to {url}"), error))
+}
+
+/// Whether `error` says Redis could not be reached (rather than Redis answering an error).
+fn is_unreachable(error: &redis::RedisError) -> bool {
+    error.is_io_error()
+        || error.is_connection_refusal()
+        || error.is_connection_dropped()
+        || error.is_timeout()
 }
 
 /// The time part of a stream id `<ms>-<seq>`.
@@ -171,67 +202,21 @@ impl Figures {
     }
 }
 
-/// The stream's length, and the newest time it no longer keeps (0 when it keeps everything):
-/// when more entries were added than it holds (`entries-added` > `length`, Redis 7), those
-/// before its first entry (`recorded-first-entry-id`) were trimmed.
+/// The stream's length, and the time of the newest message it no longer keeps (0 when it
+/// keeps everything).
 async fn stream_figures(
     conn: &mut ConnectionManager,
-    stream: &str,
+    keys: &Keys,
 ) -> Result<(u64, u64), BackendError> {
-    let info: Value = match redis::cmd("XINFO")
-        .arg("STREAM")
-        .arg(stream)
+    let (length, trimmed): (u64, Option<u64>) = redis::pipe()
+        .cmd("XLEN")
+        .arg(&keys.stream)
+        .cmd("GET")
+        .arg(&keys.trimmed)
         .query_async(conn)
         .await
-    {
-        Ok(info) => info,
-        // No stream yet: nothing stored, nothing trimmed.
-        Err(error) if error.to_string().contains("no such key") => return Ok((0, 0)),
-        Err(error) => return Err(storage_error("XINFO", error)),
-    };
-    let pairs: Vec<(Value, Value)> = match info {
-        Value::Array(items) => items
-            .chunks(2)
-            .filter_map(|pair| match pair {
-                [key, value] => Some((key.clone(), value.clone())),
-                _ => None,
-            })
-            .collect(),
-        Value::Map(pairs) => pairs,
-        _ => Vec::new(),
-    };
-    let text = |value: &Value| match value {
-        Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
-        Value::SimpleString(text) => Some(text.clone()),
-        _ => None,
-    };
-    let number = |value: &Value| match value {
-        Value::Int(n) => u64::try_from(*n).ok(),
-        _ => None,
-    };
-    let (mut length, mut added, mut first_id) = (0, 0, None);
-    for (key, value) in &pairs {
-        match text(key).as_deref() {
-            Some("length") => length = number(value).unwrap_or(0),
-            Some("entries-added") => added = number(value).unwrap_or(0),
-            Some("recorded-first-entry-id") => first_id = text(value),
-            _ => {}
-        }
-    }
-    let trimmed = match first_id.as_deref() {
-        Some(first) if added > length => {
-            let time = id_time(first).unwrap_or(0);
-            // A first entry that is not the first of its time (`<time>-1` of an imported
-            // legacy group) lost some of its group too.
-            if first.ends_with("-0") {
-                time.saturating_sub(1)
-            } else {
-                time
-            }
-        }
-        _ => 0,
-    };
-    Ok((length, trimmed))
+        .map_err(|error| storage_error("XLEN", error))?;
+    Ok((length, trimmed.unwrap_or(0)))
 }
 
 /// The Redis backend. Start it with [`RedisBackend::start`].
@@ -275,7 +260,7 @@ impl RedisBackend {
             .first()
             .map_or_else(|| "0-0".to_owned(), |entry| entry.id.clone());
         let newest_time = id_time(&newest_id).unwrap_or(0);
-        let (length, trimmed) = stream_figures(&mut conn, &keys.stream).await?;
+        let (length, trimmed) = stream_figures(&mut conn, &keys).await?;
         let figures = Arc::new(Figures {
             n_messages: length.into(),
             trimmed_through: trimmed.into(),
@@ -283,10 +268,16 @@ impl RedisBackend {
         let (newest, _) = watch::channel(newest_time);
         let available = Arc::new(AtomicBool::new(true));
         // A connection of its own: a blocking XREAD would hold up the commands queued behind it.
-        let reader_conn = connect(&config.url, None).await?;
+        // Its answers may take the whole block time, and a little more; a connection that
+        // hangs past that (a half-open socket) is given up and made again.
+        let reader_conn = connect(
+            &config.url,
+            Some(Duration::from_millis(XREAD_BLOCK_MS as u64) + Duration::from_secs(5)),
+        )
+        .await?;
         let reader = tokio::spawn(read_loop(
             reader_conn,
-            keys.stream.clone(),
+            keys.clone(),
             newest_id,
             newest.clone(),
             figures.clone(),
@@ -311,8 +302,12 @@ impl RedisBackend {
         &self.keys
     }
 
-    fn failed(&self, context: &str, error: impl std::fmt::Display) -> BackendError {
-        self.available.store(false, Ordering::SeqCst);
+    /// The error of a failed command; a failure to reach Redis (not an error Redis answered,
+    /// such as a script's) marks the backend unavailable until a command succeeds again.
+    fn failed(&self, context: &str, error: &redis::RedisError) -> BackendError {
+        if is_unreachable(error) {
+            self.available.store(false, Ordering::SeqCst);
+        }
         storage_error(context, error)
     }
 
@@ -330,7 +325,7 @@ impl RedisBackend {
         let reply: StreamRangeReply = cmd
             .query_async(&mut self.conn.clone())
             .await
-            .map_err(|error| self.failed("XRANGE", error))?;
+            .map_err(|error| self.failed("XRANGE", &error))?;
         Ok(reply.ids.iter().filter_map(to_message).collect())
     }
 }
@@ -339,7 +334,7 @@ impl RedisBackend {
 /// refreshes the stream's figures.
 async fn read_loop(
     mut conn: ConnectionManager,
-    stream: String,
+    keys: Keys,
     mut last_id: String,
     newest: watch::Sender<u64>,
     figures: Arc<Figures>,
@@ -351,7 +346,7 @@ async fn read_loop(
             .arg("BLOCK")
             .arg(XREAD_BLOCK_MS)
             .arg("STREAMS")
-            .arg(&stream)
+            .arg(&keys.stream)
             .arg(&last_id)
             .query_async(&mut conn)
             .await;
@@ -371,7 +366,7 @@ async fn read_loop(
                         });
                     }
                 }
-                stream_figures(&mut conn, &stream).await
+                stream_figures(&mut conn, &keys).await
             }
             Err(error) => Err(storage_error("XREAD", error)),
         };
@@ -412,6 +407,7 @@ impl MessageBackend for RedisBackend {
             return Err(BackendError::Closed);
         }
         let mut invocation = self.append.key(&self.keys.stream);
+        invocation.key(&self.keys.trimmed);
         invocation.arg(self.max_len.map_or_else(String::new, |n| n.to_string()));
         for draft in &drafts {
             invocation.arg(draft.name.as_str()).arg(draft.msg.as_str());
@@ -419,12 +415,15 @@ impl MessageBackend for RedisBackend {
         let reply: Vec<u64> = invocation
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(|error| self.failed("append", error))?;
+            .map_err(|error| self.failed("append", &error))?;
         self.available.store(true, Ordering::SeqCst);
-        let (length, times) = reply
-            .split_first()
-            .ok_or_else(|| self.failed("append", "an empty answer"))?;
+        let [length, trimmed, times @ ..] = reply.as_slice() else {
+            return Err(storage_error("append", "a short answer"));
+        };
         self.figures.set_length(*length, self.max_len.is_some());
+        self.figures
+            .trimmed_through
+            .fetch_max(*trimmed, Ordering::SeqCst);
         let messages: Vec<Message> = drafts
             .into_iter()
             .zip(times)
@@ -476,7 +475,7 @@ impl MessageBackend for RedisBackend {
         let reply: StreamRangeReply = cmd
             .query_async(&mut self.conn.clone())
             .await
-            .map_err(|error| self.failed("XREVRANGE", error))?;
+            .map_err(|error| self.failed("XREVRANGE", &error))?;
         let mut newest_first: Vec<Message> = reply.ids.iter().filter_map(to_message).collect();
         newest_first.reverse();
         let mut all = newest_first;
@@ -517,7 +516,7 @@ impl MessageBackend for RedisBackend {
             .arg(1)
             .query_async(&mut self.conn.clone())
             .await
-            .map_err(|error| self.failed("XREVRANGE", error))?;
+            .map_err(|error| self.failed("XREVRANGE", &error))?;
         Ok(reply
             .ids
             .first()
@@ -577,8 +576,9 @@ struct SharedNames {
     remote: Vec<String>,
     /// Names this instance saw leave since the last sync.
     left: Vec<String>,
-    /// The union snapshot, rebuilt when either side changed.
-    merged: Option<(usize, Arc<OnlineSnapshot>)>,
+    /// The union snapshot, with the local snapshot and the remote version it was built from
+    /// (holding that local snapshot keeps its address from being reused by a newer one).
+    merged: Option<(Arc<OnlineSnapshot>, usize, Arc<OnlineSnapshot>)>,
     /// Bumped whenever `remote` changes.
     remote_version: usize,
 }
@@ -633,11 +633,15 @@ async fn sync_presence(
         let mine = presence.local.online_names();
         let left = std::mem::take(&mut presence.lock().left);
         let mut pipe = redis::pipe();
-        for name in &mine {
-            pipe.cmd("ZADD").arg(&key).arg(now_ms).arg(name).ignore();
+        if !mine.is_empty() {
+            let add = pipe.cmd("ZADD").arg(&key);
+            for name in &mine {
+                add.arg(now_ms).arg(name);
+            }
+            add.ignore();
         }
-        for name in &left {
-            pipe.cmd("ZREM").arg(&key).arg(name).ignore();
+        if !left.is_empty() {
+            pipe.cmd("ZREM").arg(&key).arg(&left).ignore();
         }
         let since = now_ms.saturating_sub(linger.as_millis() as u64);
         pipe.cmd("ZREMRANGEBYSCORE")
@@ -689,12 +693,8 @@ impl PresenceStore for RedisPresence {
         let local = self.local.snapshot();
         let mut shared = self.lock();
         // The local snapshot is rebuilt (a new Arc) whenever it changes.
-        let version = shared
-            .remote_version
-            .wrapping_mul(31)
-            .wrapping_add(Arc::as_ptr(&local) as usize);
-        if let Some((built_for, merged)) = &shared.merged {
-            if *built_for == version {
+        if let Some((built_from, remote_version, merged)) = &shared.merged {
+            if Arc::ptr_eq(built_from, &local) && *remote_version == shared.remote_version {
                 return merged.clone();
             }
         }
@@ -710,7 +710,7 @@ impl PresenceStore for RedisPresence {
             .map(|name| (*name).to_owned())
             .collect();
         let merged = Arc::new(OnlineSnapshot::from_names(names, count));
-        shared.merged = Some((version, merged.clone()));
+        shared.merged = Some((local, shared.remote_version, merged.clone()));
         merged
     }
 }

@@ -6,7 +6,7 @@
 //! - `wal.log`: our write-ahead log of messages saved since the last compaction.
 //!
 //! A save is acknowledged only after its write-ahead-log record is fsynced (see [`wal`]); many
-//! concurrent saves share one fsync (group commit, in [`crate::writer`]). Compaction moves the
+//! concurrent saves share one fsync (group commit, in [`crate::backend::local`]). Compaction moves the
 //! log's messages into the JSON layout, writing every file atomically, and then empties the log.
 //! A crash between those steps leaves a message in two files; loading counts each exact
 //! `{name, msg, time}` once per file it could have been copied to, so nothing is doubled and

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::jsonp_object;
 use crate::process::{launch_binary, ServerProcess};
+use crate::support::jsonp_object;
 use crate::support::redis::{unique_prefix, RedisServer};
 
 /// nginx started on a free loopback port with `deploy/nginx.conf`, stopped when dropped.

@@ -11,6 +11,7 @@ mod bad_input;
 mod clients;
 mod cluster;
 mod long_poll;
+mod methods;
 mod metrics;
 mod page;
 mod process;

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::support::{jsonp_object, run_binary};
 use crate::process::{launch_binary, ServerProcess};
+use crate::support::{jsonp_object, run_binary};
 
 /// How many switches each test makes.
 const SWITCHES: usize = 5;
@@ -303,7 +303,12 @@ async fn five_socket_activated_restarts_refuse_no_connection_and_lose_no_message
 async fn a_second_start_without_takeover_is_still_refused() {
     let dir = tempfile::tempdir().unwrap();
     let server = launch(dir.path(), &[], None).await;
-    let output = run_binary(&["--bind".as_ref(), "127.0.0.1:0".as_ref(), "--data-dir".as_ref(), dir.path().as_os_str()]);
+    let output = run_binary(&[
+        "--bind".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--data-dir".as_ref(),
+        dir.path().as_os_str(),
+    ]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("in use by another chat-server"), "{stderr}");
@@ -313,7 +318,11 @@ async fn a_second_start_without_takeover_is_still_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_takeover_with_nobody_running_says_so_and_exits_non_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let output = run_binary(&["--takeover".as_ref(), "--data-dir".as_ref(), dir.path().as_os_str()]);
+    let output = run_binary(&[
+        "--takeover".as_ref(),
+        "--data-dir".as_ref(),
+        dir.path().as_os_str(),
+    ]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
