@@ -120,8 +120,10 @@ impl RoomInner {
                 cache.older_through = cache.older_through.max(dropped);
             }
             drop(cache);
-            // Saves first, then the held pops (see the module docs).
+            // Saves first, then the held pops (see the module docs), page by page: a long
+            // catch-up does not keep held pops waiting for its end.
             self.cached.send_replace(last);
+            self.newest.send_replace(last);
         }
     }
 }
@@ -132,9 +134,7 @@ async fn follow(inner: Arc<RoomInner>, mut news: watch::Receiver<u64>) {
         let newest = *news.borrow_and_update();
         if newest > inner.cache_newest() {
             match inner.catch_up().await {
-                Ok(cached) => {
-                    inner.newest.send_replace(cached);
-                }
+                Ok(_) => {}
                 Err(error) => {
                     tracing::error!(error = %error, "cannot read new messages from the backend; retrying");
                     tokio::time::sleep(FOLLOW_RETRY_AFTER).await;
