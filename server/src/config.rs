@@ -192,10 +192,15 @@ fn parse_seconds(text: &str) -> Result<f64, String> {
 }
 
 impl Settings {
-    /// The defaults, as if no flag and no variable were given, but bound to `bind` and storing
-    /// in `data_dir`: the starting point of tests.
+    /// The defaults, as if no flag and no variable were given (the `CHAT_*` environment is not
+    /// read), but bound to `bind` and storing in `data_dir`: the starting point of tests.
     pub fn for_tests(bind: SocketAddr, data_dir: PathBuf) -> Settings {
-        let mut settings = Settings::parse_from(["chat-server"]);
+        use clap::{CommandFactory, FromArgMatches};
+        // Without the `CHAT_*` variables: a developer's environment must not change tests.
+        let command = Settings::command().mut_args(|arg| arg.env(None::<&str>));
+        let matches = command.get_matches_from(["chat-server"]);
+        let mut settings = Settings::from_arg_matches(&matches)
+            .unwrap_or_else(|error| unreachable!("the defaults parse: {error}"));
         settings.bind = bind;
         settings.data_dir = data_dir;
         settings.static_dir = None;
@@ -220,5 +225,22 @@ impl Settings {
     /// [`Settings::poll_timeout`] as a duration.
     pub fn poll_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.poll_timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_settings_ignore_the_environment() {
+        // Regression: a developer's `CHAT_*` variables changed the test results.
+        std::env::set_var("CHAT_PAGE_SIZE", "7");
+        let settings = Settings::for_tests(
+            "127.0.0.1:0".parse().expect("address"),
+            PathBuf::from("data"),
+        );
+        std::env::remove_var("CHAT_PAGE_SIZE");
+        assert_eq!(settings.page_size, DEFAULT_PAGE_SIZE);
     }
 }

@@ -46,6 +46,10 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// The operators' figures.
     pub telemetry: Telemetry,
+    /// Set (once) when a request from a loopback or private address carried `X-Forwarded-For`
+    /// while no `--trusted-proxy` is set: that address is then a proxy whose clients all share
+    /// one address's limits.
+    pub untrusted_proxy: std::sync::OnceLock<IpAddr>,
     /// Set when a stop begins and another process will accept on the same listening socket
     /// (a takeover, or a socket kept by systemd): a save this process can no longer store is
     /// then redirected to the same address, where the successor answers it.
@@ -60,6 +64,28 @@ impl AppState {
             messages: self.room.n_messages(),
             online_names: self.room.online().count,
             storage_bytes: crate::storage::bytes_on_disk(&self.settings.data_dir),
+        }
+    }
+
+    /// Notes a request from `peer` that carried `X-Forwarded-For`: when no proxy is trusted and
+    /// the peer is on loopback or a private network, it is a proxy, and every client behind it
+    /// shares its limits. Warns once, and `/healthz` says so from then on.
+    fn note_untrusted_proxy(&self, peer: IpAddr) {
+        if !self.settings.trusted_proxies.is_empty() || self.untrusted_proxy.get().is_some() {
+            return;
+        }
+        let peer = peer.to_canonical();
+        let local = match peer {
+            IpAddr::V4(ip) => ip.is_loopback() || ip.is_private() || ip.is_link_local(),
+            IpAddr::V6(ip) => {
+                ip.is_loopback() || ip.is_unique_local() || ip.is_unicast_link_local()
+            }
+        };
+        if local && self.untrusted_proxy.set(peer).is_ok() {
+            tracing::warn!(
+                proxy = %peer,
+                "requests from {peer} carry X-Forwarded-For but no --trusted-proxy is set: all the clients behind that proxy share one address's limits; start with --trusted-proxy {peer}"
+            );
         }
     }
 
@@ -155,6 +181,11 @@ async fn healthz(state: web::Data<AppState>) -> HttpResponse {
         "newest_time": state.room.newest_time(),
         "held_polls": state.held_polls.n_held(),
     });
+    if let Some(proxy) = state.untrusted_proxy.get() {
+        figures["warnings"] = serde_json::json!([format!(
+            "requests from {proxy} carry X-Forwarded-For but no --trusted-proxy is set: its clients share one address's limits"
+        )]);
+    }
     let mut response = match state.room.backend_status() {
         BackendStatus::Ok => HttpResponse::Ok(),
         BackendStatus::Degraded(reason) => {
@@ -268,6 +299,11 @@ async fn chat(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
         .get("x-forwarded-for")
         .and_then(|value| value.to_str().ok());
     let ip = client_ip(peer, forwarded_for, &state.settings.trusted_proxies);
+    if forwarded_for.is_some() {
+        state.note_untrusted_proxy(peer);
+    }
+    // HTTP/1.0 has no chunked encoding: a held pop's answer must be sized (see `pop`).
+    let http_10 = request.version() == actix_web::http::Version::HTTP_10;
     let closing = state.room.is_shutting_down();
     // Where a save goes when this process stops and a successor listens (see `save`): the
     // same query on the page's own path, as a relative reference.
@@ -286,7 +322,7 @@ async fn chat(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
             refuse(&state, &answer, &refusal, state.room.newest_time())
         }
         Err(refusal) => refuse(&state, &answer, &refusal, state.room.newest_time()),
-        Ok(Request::Pop { cursor, name }) => pop(state, answer, cursor, name, ip).await,
+        Ok(Request::Pop { cursor, name }) => pop(state, answer, cursor, name, ip, http_10).await,
         Ok(save_request) => save(&state, &answer, save_request, ip, location).await,
     };
     if closing {
@@ -377,12 +413,16 @@ fn redirect_to_successor(location: &str) -> HttpResponse {
     response
 }
 
+/// Answers a pop: at once when there is something to answer, else held until a message, the
+/// hold time or the shutdown. `http_10`: the request is HTTP/1.0, which has no chunked
+/// encoding, so a held pop is answered in one sized piece (and keeps its request until then).
 async fn pop(
     state: web::Data<AppState>,
     answer: AnswerWriter,
     cursor: Option<Cursor>,
     name: Option<Nickname>,
     ip: IpAddr,
+    http_10: bool,
 ) -> HttpResponse {
     let room = &state.room;
     let newest = room.newest_time();
@@ -474,6 +514,9 @@ async fn pop(
         _permit: permit,
         _online: online,
     };
+    if http_10 {
+        return jsonp::response(held.render().await);
+    }
     // The answer's head goes out now and its body when the pop ends. Returning from the
     // handler lets actix free the request (its head and headers, several KiB), so a held pop
     // costs little more than its connection; the body future owns only what it needs. A
@@ -492,8 +535,13 @@ struct HeldPop {
 }
 
 impl HeldPop {
-    /// Waits, then renders the answer's body.
+    /// Waits, then renders the answer's body, as the one item of a streamed body.
     async fn answer(self) -> Result<actix_web::web::Bytes, std::convert::Infallible> {
+        Ok(self.render().await.into())
+    }
+
+    /// Waits, then renders the answer's body.
+    async fn render(self) -> String {
         let HeldPop {
             state,
             answer,
@@ -524,7 +572,7 @@ impl HeldPop {
                 answer.page(cursor.as_millis(), &[], snapshot.answer_fields(), None)
             }
         };
-        Ok(body.into())
+        body
     }
 }
 
@@ -568,6 +616,7 @@ mod tests {
             },
             settings: Arc::new(settings),
             telemetry: Telemetry::new(),
+            untrusted_proxy: std::sync::OnceLock::new(),
             successor_listens: AtomicBool::new(successor_listens),
         })
     }

@@ -366,6 +366,7 @@ impl Application {
             save_limiter: SaveRateLimiter::new(settings.push_burst, settings.push_rate),
             settings: Arc::new(settings.clone()),
             telemetry,
+            untrusted_proxy: std::sync::OnceLock::new(),
             successor_listens: AtomicBool::new(false),
         });
 

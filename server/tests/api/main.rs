@@ -10,6 +10,7 @@ mod backends;
 mod bad_input;
 mod clients;
 mod cluster;
+mod framing;
 mod long_poll;
 mod methods;
 mod metrics;
