@@ -5,10 +5,11 @@
 //! One record per line: `<crc32 of the JSON, 8 hex digits> <message JSON>\n`. Each group commit
 //! (one write, one fsync) ends with a commit line, `commit <n records> <crc32 of the batch's
 //! record lines, 8 hex digits>\n`: only records followed by their batch's commit line count.
-//! A crash can leave a torn batch at the end (a missing newline, a bad checksum, or the zeros a
-//! file system leaves anywhere inside an interrupted append); it was never acknowledged, so it
-//! is cut off with a warning. A bad line followed by a valid commit line is real corruption of
-//! acknowledged data, and the server refuses to start.
+//! A crash can leave a torn batch at the end (an incomplete last line, or the zeros a file
+//! system leaves anywhere inside an interrupted append); it was never acknowledged, so it is cut
+//! off with a warning. A complete line without zeros that fails its check was written whole and
+//! changed since (damage), as is a bad line followed by a valid commit line: the server refuses
+//! to start, naming the file and the byte offset.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -118,8 +119,11 @@ impl Wal {
                 Some(end) => (&rest[..end], offset + end + 1, true),
                 None => (rest, bytes.len(), false),
             };
-            if let Some(message) = decode_record(line).filter(|_| complete && first_bad.is_none()) {
+            let record = decode_record(line).filter(|_| complete);
+            if let Some(message) = record.clone().filter(|_| first_bad.is_none()) {
                 pending.push(message);
+            } else if record.is_some() {
+                // A good record after a hole: part of the same interrupted append.
             } else if let Some((n, crc)) = decode_commit(line).filter(|_| complete) {
                 let batch_ok = first_bad.is_none()
                     && n == pending.len()
@@ -134,6 +138,15 @@ impl Wal {
                 messages.append(&mut pending);
                 committed_end = next;
                 batch_start = next;
+            } else if complete && !line.contains(&0) {
+                // A torn write leaves an incomplete last line, or the zeros a file system puts
+                // where an interrupted append did not reach; a whole line that fails its check
+                // was written and then changed.
+                return Err(StorageError::Corrupt {
+                    path: path.clone(),
+                    position: format!("byte {offset}"),
+                    reason: "a complete line fails its check (damage, not a torn write)".to_owned(),
+                });
             } else {
                 first_bad.get_or_insert(offset);
             }
@@ -318,6 +331,25 @@ mod tests {
                 assert_eq!(position, format!("byte {damaged_at}"))
             }
             other => panic!("expected corruption, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_changed_byte_in_the_last_commit_line_is_damage_not_a_torn_tail() {
+        // Regression: `commit` turned into `bommit` in the last, acknowledged batch was cut off
+        // as torn, and its acknowledged messages were lost.
+        let mut bytes = encode_batch(&[message(1)]);
+        bytes.extend_from_slice(&encode_batch(&[message(2), message(3)]));
+        let commit_at = bytes.rfind_commit();
+        bytes[commit_at] = b'b';
+        match open_with(&bytes).0 {
+            Err(StorageError::Corrupt {
+                position, reason, ..
+            }) => {
+                assert_eq!(position, format!("byte {commit_at}"));
+                assert!(reason.contains("damage"), "{reason}");
+            }
+            other => panic!("expected damage, got {other:?}"),
         }
     }
 
