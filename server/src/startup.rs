@@ -336,6 +336,11 @@ impl Application {
             );
         }
         let telemetry = Telemetry::new();
+        let workers = settings.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
+        let open_files = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(0, |(soft, _)| soft);
+        let caps = ConnectionCaps::fit(&settings, open_files, workers);
         let limits = RoomLimits {
             page_size: settings.page_size,
             memory_messages: settings.memory_messages,
@@ -362,7 +367,7 @@ impl Application {
 
         let state = web::Data::new(AppState {
             room: room.clone(),
-            held_polls: HeldPolls::new(settings.max_polls_per_ip, settings.max_polls),
+            held_polls: HeldPolls::new(caps.max_polls_per_ip, caps.max_polls),
             save_limiter: SaveRateLimiter::new(settings.push_burst, settings.push_rate),
             settings: Arc::new(settings.clone()),
             telemetry,
@@ -407,10 +412,8 @@ impl Application {
         .tcp_nodelay(true)
         .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
         .backlog(4096)
-        .max_connections(settings.max_polls + 1024);
-        if let Some(workers) = settings.workers {
-            server = server.workers(workers);
-        }
+        .max_connections(caps.max_connections_per_worker);
+        server = server.workers(workers);
         let server = server
             .listen(listener)
             .context("cannot serve on the listener")?
@@ -444,9 +447,11 @@ impl Application {
             messages = n_loaded,
             load_ms = load_started.elapsed().as_millis() as u64,
             metrics = %metrics_addr.map_or_else(|| "off".to_owned(), |addr| format!("http://{addr}/metrics")),
-            max_polls = settings.max_polls,
-            open_files_limit = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(0, |(soft, _)| soft),
-            max_polls_per_ip = settings.max_polls_per_ip,
+            max_polls = caps.max_polls,
+            max_polls_flag = settings.max_polls,
+            open_files_limit = caps.open_files,
+            max_polls_per_ip = caps.max_polls_per_ip,
+            max_connections_per_worker = caps.max_connections_per_worker,
             push_burst = settings.push_burst.get(),
             push_rate = settings.push_rate.get(),
             poll_timeout_secs = settings.poll_timeout,
@@ -655,24 +660,77 @@ async fn serve_takeovers(
 }
 
 /// Raises this process's open-file limit to `wanted` descriptors when the hard limit allows
-/// (each held pop is one connection). Returns the soft limit now in force.
+/// (each held pop is one connection). Returns the soft limit now in force (0 when it cannot be
+/// read); [`ConnectionCaps::fit`] then keeps the caps within it.
 pub fn raise_open_file_limit(wanted: u64) -> u64 {
     match rlimit::increase_nofile_limit(wanted) {
-        Ok(limit) if limit >= wanted => {
-            tracing::debug!(limit, "open-file limit is sufficient");
-            limit
-        }
-        Ok(limit) => {
-            tracing::warn!(
-                limit,
-                wanted,
-                "the open-file limit is below what the held-pop cap needs and the hard limit does not allow more; raise it (ulimit -Hn)"
-            );
-            limit
-        }
+        Ok(limit) => limit,
         Err(error) => {
             tracing::warn!(error = %error, "cannot read or raise the open-file limit");
             0
         }
+    }
+}
+
+/// How many connections and held pops fit this process's open-file limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionCaps {
+    /// Held pops in all: `--max-polls`, or fewer when the open-file limit is lower.
+    pub max_polls: usize,
+    /// Held pops per client address: `--max-polls-per-ip`, at most [`ConnectionCaps::max_polls`].
+    pub max_polls_per_ip: usize,
+    /// Connections each HTTP worker accepts before it waits for one to close (instead of
+    /// failing to accept with "too many open files" and retrying).
+    pub max_connections_per_worker: usize,
+    /// The open-file limit they were fitted to (0: unknown, the flags are used as given).
+    pub open_files: u64,
+}
+
+impl ConnectionCaps {
+    /// Fits the caps of `settings` to `open_files` descriptors shared by `workers` HTTP workers.
+    /// An eighth of the limit (32 to 1024 descriptors) is kept for everything that is not a
+    /// connection: data files, the write-ahead log, chunk files being read, Redis connections,
+    /// the runtime's own. Of the rest, an eighth (16 to 1024) is kept for requests that are not
+    /// held pops (saves, `/healthz`), so that a full house of held pops never locks them out.
+    pub fn fit(settings: &Settings, open_files: u64, workers: usize) -> ConnectionCaps {
+        let workers = workers.max(1);
+        if open_files == 0 {
+            return ConnectionCaps {
+                max_polls: settings.max_polls,
+                max_polls_per_ip: settings.max_polls_per_ip,
+                max_connections_per_worker: (settings.max_polls + 1024).div_ceil(workers),
+                open_files,
+            };
+        }
+        let limit = usize::try_from(open_files).unwrap_or(usize::MAX);
+        let for_connections = limit.saturating_sub((limit / 8).clamp(32, 1024));
+        let for_polls = for_connections.saturating_sub((for_connections / 8).clamp(16, 1024));
+        let max_polls = settings.max_polls.min(for_polls);
+        ConnectionCaps {
+            max_polls,
+            max_polls_per_ip: settings.max_polls_per_ip.min(max_polls),
+            max_connections_per_worker: (for_connections / workers).max(1),
+            open_files,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_fit_a_low_open_file_limit_and_leave_room_for_other_requests() {
+        let settings = Settings::for_tests(
+            "127.0.0.1:0".parse().expect("address"),
+            std::path::PathBuf::from("data"),
+        );
+        let caps = ConnectionCaps::fit(&settings, 256, 2);
+        // 256 - 32 kept for files = 224 connections; 224 - 28 kept for requests = 196 pops.
+        assert_eq!(caps.max_polls, 196);
+        assert_eq!(caps.max_polls_per_ip, 196);
+        assert_eq!(caps.max_connections_per_worker, 112);
+        let roomy = ConnectionCaps::fit(&settings, 1_000_000, 2);
+        assert_eq!(roomy.max_polls, settings.max_polls, "the flag when it fits");
     }
 }

@@ -242,3 +242,113 @@ async fn the_binary_refuses_a_data_folder_it_cannot_parse() {
         "[{\"name\": \"a\","
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_low_open_file_limit_pops_beyond_the_cap_get_503_and_the_server_stays_responsive() {
+    // Regression: with `ulimit -n 64` and 100 held pops, accept failed with EMFILE in a loop and
+    // pushes and /healthz timed out; the cap is now derived from the limit.
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new("prlimit")
+        .arg("--nofile=160:160")
+        .arg(env!("CARGO_BIN_EXE_chat-server"))
+        .args(TEST_FLAGS)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    });
+    let startup = loop {
+        let line = receiver.recv_timeout(Duration::from_secs(30)).unwrap();
+        if line.contains("listening on http://") {
+            break line;
+        }
+    };
+    let addr = startup
+        .split("listening on http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap()
+        .to_owned();
+    let mut server = ServerProcess {
+        child,
+        base_url: format!("http://{addr}/"),
+        log: Arc::default(),
+    };
+    // 160 - 32 for files = 128 connections; 128 - 16 for other requests = 112 held pops.
+    assert!(startup.contains("max_polls=112"), "{startup}");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let health: serde_json::Value = serde_json::from_str(
+        &crate::support::get_text(&client, &format!("{}healthz", server.base_url)).await,
+    )
+    .unwrap();
+    let newest = health["newest_time"].as_u64().unwrap();
+    let held: Vec<_> = (0..112)
+        .map(|n| {
+            let url = format!("{}?name=p{n}&method=pop&time={newest}", server.base_url);
+            let client = client.clone();
+            tokio::spawn(async move { client.get(url).send().await })
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let health: serde_json::Value = serde_json::from_str(
+            &crate::support::get_text(&client, &format!("{}healthz", server.base_url)).await,
+        )
+        .unwrap();
+        if health["held_polls"] == 112 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{health}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let refused = client
+        .get(format!(
+            "{}?name=late&method=pop&time={newest}",
+            server.base_url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let started = std::time::Instant::now();
+    let pushed = crate::support::get_text(
+        &client,
+        &format!(
+            "{}?name=a&method=push&msg=still+here&time=1",
+            server.base_url
+        ),
+    )
+    .await;
+    assert!(
+        call_once(&pushed, "callback").get("error").is_none(),
+        "{pushed}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "saves stay quick"
+    );
+    for pop in held {
+        let answer = pop.await.unwrap().unwrap();
+        assert_eq!(
+            answer.status(),
+            200,
+            "the held pops are answered by the push"
+        );
+    }
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+}
