@@ -26,6 +26,7 @@ pub fn describe_code(code: ErrorCode) -> &'static str {
         ErrorCode::StorageFailed => "The server could not save the message; nothing was sent, try again",
         ErrorCode::ShuttingDown => "The server is restarting; try again in a moment",
         ErrorCode::RequestTooLarge => "The request is too large for the server",
+        ErrorCode::TooManyParameters => "The request has more parameters than the server reads",
         ErrorCode::HistoryTrimmed => {
             "Older messages are no longer kept by the server; the history shown starts later"
         }
@@ -46,6 +47,7 @@ pub fn is_retryable(code: ErrorCode) -> bool {
         | ErrorCode::ControlCharacter
         | ErrorCode::InvalidEncoding
         | ErrorCode::RequestTooLarge
+        | ErrorCode::TooManyParameters
         | ErrorCode::HistoryTrimmed => false,
     }
 }

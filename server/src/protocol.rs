@@ -24,6 +24,10 @@ pub const MAX_POP_QUERY_BYTES: usize = 4096;
 /// Query parameters the server writes itself; a client's value for them is not echoed.
 const SERVER_FIELDS: [&str; 4] = ["msgList", "error", "online", "onlineCount"];
 
+/// The most bytes (keys and values) of parameters other than the protocol's own that an answer
+/// echoes; a cache-buster like jQuery's `_=1420070400000` is a few bytes.
+pub const MAX_EXTRA_ECHO_BYTES: usize = 4096;
+
 /// The query parameters of the chat protocol: a request with any of them is a chat request.
 pub const CHAT_PARAMETERS: [&str; 5] = ["name", "msg", "time", "method", "callback"];
 
@@ -106,6 +110,12 @@ pub enum Refusal {
     /// The backend could not read the history the pop asked for.
     #[error("the server could not read its history")]
     HistoryUnreadable,
+    /// More than [`crate::query::MAX_PARAMETERS`] distinct parameters.
+    #[error(
+        "a request may have at most {} parameters",
+        crate::query::MAX_PARAMETERS
+    )]
+    TooManyParameters,
     /// The server is stopping and no successor answers on its socket.
     #[error("the server is shutting down")]
     ShuttingDown,
@@ -126,6 +136,7 @@ impl Refusal {
             Refusal::RequestTooLarge => ErrorCode::RequestTooLarge,
             Refusal::StorageFailed | Refusal::HistoryUnreadable => ErrorCode::StorageFailed,
             Refusal::ShuttingDown => ErrorCode::ShuttingDown,
+            Refusal::TooManyParameters => ErrorCode::TooManyParameters,
             Refusal::HistoryTrimmed => ErrorCode::HistoryTrimmed,
         }
     }
@@ -189,6 +200,12 @@ pub fn parse(
         Some(param) => CallbackName::parse(&param.value)?,
     };
     let answer = AnswerWriter::new(callback, &query);
+    if query.is_truncated() {
+        return Ok(Parsed {
+            answer,
+            request: Err(Refusal::TooManyParameters),
+        });
+    }
     let request = match classify(http_method, &query) {
         Kind::Pop if raw_query.len() > MAX_POP_QUERY_BYTES => Err(Refusal::RequestTooLarge),
         Kind::Pop => Ok(Request::Pop {
@@ -279,10 +296,24 @@ pub struct AnswerWriter {
 
 impl AnswerWriter {
     fn new(callback: CallbackName, query: &Query) -> AnswerWriter {
+        // The protocol's own parameters are echoed whole (they are checked and bounded on their
+        // own); the others only while they fit in MAX_EXTRA_ECHO_BYTES.
+        let mut extra_bytes = 0usize;
         let echo = query
             .params()
             .iter()
             .filter(|param| !SERVER_FIELDS.contains(&param.key.as_str()))
+            .filter(|param| {
+                if CHAT_PARAMETERS.contains(&param.key.as_str()) {
+                    return true;
+                }
+                let size = param.key.len() + param.value.len();
+                let fits = extra_bytes + size <= MAX_EXTRA_ECHO_BYTES;
+                if fits {
+                    extra_bytes += size;
+                }
+                fits
+            })
             .map(|param| (param.key.clone(), param.value.clone()))
             .collect();
         AnswerWriter {

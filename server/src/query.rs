@@ -29,15 +29,22 @@ pub struct Param {
     pub error: Option<DecodeError>,
 }
 
+/// The most distinct parameters read from one query: a request's cost stays linear in its
+/// size (each key is compared with the earlier ones), and real clients send fewer than ten.
+pub const MAX_PARAMETERS: usize = 64;
+
 /// The parameters of one request, in their order, duplicates removed (first wins).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Query {
     params: Vec<Param>,
+    /// More than [`MAX_PARAMETERS`] distinct parameters were sent; the rest were not read.
+    truncated: bool,
 }
 
 impl Query {
     /// Parses the raw query string (without the `?`). Empty pieces (`a=1&&b=2`) are skipped; a
-    /// piece without `=` is a key with an empty value, as in the original.
+    /// piece without `=` is a key with an empty value, as in the original. Reading stops at the
+    /// first new parameter beyond [`MAX_PARAMETERS`] ([`Query::is_truncated`]).
     pub fn parse(raw: &str) -> Query {
         let mut params: Vec<Param> = Vec::new();
         for piece in raw.split('&').filter(|piece| !piece.is_empty()) {
@@ -46,6 +53,12 @@ impl Query {
             if params.iter().any(|param| param.key == key) {
                 continue;
             }
+            if params.len() == MAX_PARAMETERS {
+                return Query {
+                    params,
+                    truncated: true,
+                };
+            }
             let (value, value_error) = decode_component(raw_value);
             params.push(Param {
                 key,
@@ -53,7 +66,15 @@ impl Query {
                 error: key_error.or(value_error),
             });
         }
-        Query { params }
+        Query {
+            params,
+            truncated: false,
+        }
+    }
+
+    /// Whether the query had more than [`MAX_PARAMETERS`] distinct parameters.
+    pub fn is_truncated(&self) -> bool {
+        self.truncated
     }
 
     /// The first parameter named `key`.

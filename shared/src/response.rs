@@ -138,6 +138,8 @@ pub enum ErrorCode {
     ShuttingDown,
     /// A pop's query string is longer than a held pop may keep (4 KiB).
     RequestTooLarge,
+    /// More than 64 distinct query parameters; nothing was done.
+    TooManyParameters,
     /// Not a refusal: the page carries messages, but older ones after the request's `time`
     /// were trimmed from a bounded history (`--redis-max-len`); the page starts at the oldest
     /// kept.
@@ -146,7 +148,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [ErrorCode; 11] = [
+    pub const ALL: [ErrorCode; 12] = [
         ErrorCode::MessageTooLong,
         ErrorCode::NameTooLong,
         ErrorCode::EmptyMessage,
@@ -158,6 +160,7 @@ impl ErrorCode {
         ErrorCode::ShuttingDown,
         ErrorCode::RequestTooLarge,
         ErrorCode::HistoryTrimmed,
+        ErrorCode::TooManyParameters,
     ];
 
     /// The wire spelling, e.g. `"message_too_long"`.
@@ -174,6 +177,7 @@ impl ErrorCode {
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::RequestTooLarge => "request_too_large",
             ErrorCode::HistoryTrimmed => "history_trimmed",
+            ErrorCode::TooManyParameters => "too_many_parameters",
         }
     }
 }
