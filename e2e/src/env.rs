@@ -285,11 +285,11 @@ impl Env {
             .with_context(|| format!("pushing {text:?} as {name:?}"))
     }
 
-    /// How many pops the server holds right now (`/healthz`).
+    /// The server's `/healthz` object.
     ///
     /// # Errors
     /// The server cannot be reached or answers unexpectedly.
-    pub async fn held_polls(&self) -> anyhow::Result<u64> {
+    pub async fn health(&self) -> anyhow::Result<Value> {
         let text = self
             .http
             .get(format!("{}healthz", self.server.base_url()))
@@ -299,8 +299,15 @@ impl Env {
             .text()
             .await
             .context("reading /healthz")?;
-        let health: Value =
-            serde_json::from_str(&text).with_context(|| format!("/healthz is not JSON: {text}"))?;
+        serde_json::from_str(&text).with_context(|| format!("/healthz is not JSON: {text}"))
+    }
+
+    /// How many pops the server holds right now (`/healthz`).
+    ///
+    /// # Errors
+    /// The server cannot be reached or answers unexpectedly.
+    pub async fn held_polls(&self) -> anyhow::Result<u64> {
+        let health = self.health().await?;
         health["held_polls"]
             .as_u64()
             .ok_or_else(|| anyhow!("/healthz without held_polls: {health}"))
@@ -313,17 +320,7 @@ impl Env {
     /// The server cannot be reached or answers unexpectedly.
     pub async fn history(&self) -> anyhow::Result<Vec<StoredMessage>> {
         let base_url = self.server.base_url();
-        let health_text = self
-            .http
-            .get(format!("{base_url}healthz"))
-            .send()
-            .await
-            .context("GET /healthz")?
-            .text()
-            .await
-            .context("reading /healthz")?;
-        let health: Value = serde_json::from_str(&health_text)
-            .with_context(|| format!("/healthz is not JSON: {health_text}"))?;
+        let health = self.health().await?;
         let newest = health["newest_time"].as_u64().unwrap_or(0);
         let mut all = Vec::new();
         let mut cursor = 0u64;

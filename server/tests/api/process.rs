@@ -46,6 +46,17 @@ const TEST_FLAGS: [&str; 8] = [
     "10",
 ];
 
+/// Starts the built binary on `data_dir` (port 0) and waits for it to end: for starts that must
+/// be refused.
+pub(crate) fn start_to_its_end(data_dir: &Path) -> std::process::Output {
+    crate::support::run_binary(&[
+        "--bind".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--data-dir".as_ref(),
+        data_dir.as_os_str(),
+    ])
+}
+
 fn start_binary(data_dir: &Path) -> ServerProcess {
     launch_binary(data_dir, &[], None)
 }
@@ -225,12 +236,7 @@ async fn sigterm_answers_held_pops_flushes_and_exits_zero() {
 async fn the_binary_refuses_a_data_folder_it_cannot_parse() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("data.json"), "[{\"name\": \"a\",").unwrap();
-    let output = crate::support::run_binary(&[
-        "--bind".as_ref(),
-        "127.0.0.1:0".as_ref(),
-        "--data-dir".as_ref(),
-        dir.path().as_os_str(),
-    ]);
+    let output = start_to_its_end(dir.path());
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

@@ -303,12 +303,7 @@ async fn five_socket_activated_restarts_refuse_no_connection_and_lose_no_message
 async fn a_second_start_without_takeover_is_still_refused() {
     let dir = tempfile::tempdir().unwrap();
     let server = launch(dir.path(), &[], None).await;
-    let output = run_binary(&[
-        "--bind".as_ref(),
-        "127.0.0.1:0".as_ref(),
-        "--data-dir".as_ref(),
-        dir.path().as_os_str(),
-    ]);
+    let output = crate::process::start_to_its_end(dir.path());
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("in use by another chat-server"), "{stderr}");
