@@ -38,7 +38,7 @@ async fn wait_for_port(port: u16, what: &str) -> anyhow::Result<()> {
     .await
 }
 
-/// A child process killed when dropped, with the folder it writes in.
+/// A child process stopped when dropped, with the folder it writes in.
 struct Service {
     child: Child,
     _dir: TempDir,
@@ -46,7 +46,11 @@ struct Service {
 
 impl Drop for Service {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SIGTERM: nginx's master stops its workers too (SIGKILL would leave them running),
+        // and redis-server exits at once without persistence.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let _ = self.child.wait();
     }
 }
