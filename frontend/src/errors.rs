@@ -27,6 +27,7 @@ pub fn describe_code(code: ErrorCode) -> &'static str {
         ErrorCode::ShuttingDown => "The server is restarting; try again in a moment",
         ErrorCode::RequestTooLarge => "The request is too large for the server",
         ErrorCode::TooManyParameters => "The request has more parameters than the server reads",
+        ErrorCode::InvalidCid => "The page sent a message id the server does not accept; reload the page",
         ErrorCode::HistoryTrimmed => {
             "Older messages are no longer kept by the server; the history shown starts later"
         }
@@ -48,6 +49,7 @@ pub fn is_retryable(code: ErrorCode) -> bool {
         | ErrorCode::InvalidEncoding
         | ErrorCode::RequestTooLarge
         | ErrorCode::TooManyParameters
+        | ErrorCode::InvalidCid
         | ErrorCode::HistoryTrimmed => false,
     }
 }

@@ -7,7 +7,8 @@
 use std::rc::Rc;
 
 use chat_shared::{
-    Message, MessageText, TextError, DEFAULT_MAX_MSG_LEN, EXIT_MESSAGE, JOIN_MESSAGE,
+    ClientMessageId, Message, MessageText, TextError, DEFAULT_MAX_MSG_LEN, EXIT_MESSAGE,
+    JOIN_MESSAGE,
 };
 use yew::Reducible;
 
@@ -169,8 +170,13 @@ pub enum Action {
     BrowserOnline(bool),
     /// The composer's text changed.
     DraftChanged(String),
-    /// The reader sent the draft; ignored unless [`State::can_send`].
-    SendStarted,
+    /// The reader sent the draft with the client message id `cid` (see
+    /// [`State::cid_for_draft`]); ignored unless [`State::can_send`].
+    SendStarted {
+        /// The push's `cid`, remembered with the text until the push succeeds, so that a retry
+        /// of the same text reuses it and the server stores the message once.
+        cid: ClientMessageId,
+    },
     /// The push was saved as `message` (the push answer's `time` is the saved message's).
     SendSucceeded {
         /// The saved message: shown at once, without waiting for the poll loop to bring it
@@ -215,6 +221,8 @@ pub struct State {
     pub draft: String,
     /// The composer's sending state.
     pub send: SendState,
+    /// The text and `cid` of the last push not known to be saved (in flight or failed).
+    unconfirmed_send: Option<(String, ClientMessageId)>,
     /// Shown above the messages when the server no longer keeps some of the history this page
     /// asked for (`history_trimmed`).
     pub history_notice: Option<String>,
@@ -247,8 +255,19 @@ impl State {
             browser_online: true,
             draft: String::new(),
             send: SendState::Idle,
+            unconfirmed_send: None,
             history_notice: None,
         }
+    }
+
+    /// The `cid` to send the draft with: the one of the last push of the same text that is not
+    /// known to be saved (its answer was lost or refused, so this is a retry and the server
+    /// must not store it twice), or `None` for a new message, which needs a fresh one.
+    pub fn cid_for_draft(&self) -> Option<ClientMessageId> {
+        self.unconfirmed_send
+            .as_ref()
+            .filter(|(text, _)| *text == self.draft)
+            .map(|(_, cid)| cid.clone())
     }
 
     /// The messages, oldest first, unique by `time`.
@@ -348,14 +367,22 @@ impl State {
             }
             Action::BrowserOnline(online) => self.browser_online = online,
             Action::DraftChanged(draft) => self.draft = draft,
-            Action::SendStarted => {
+            Action::SendStarted { cid } => {
                 if self.can_send() {
                     self.send = SendState::Sending {
                         text: self.draft.clone(),
                     };
+                    self.unconfirmed_send = Some((self.draft.clone(), cid));
                 }
             }
             Action::SendSucceeded { message } => {
+                if self
+                    .unconfirmed_send
+                    .as_ref()
+                    .is_some_and(|(text, _)| *text == message.msg)
+                {
+                    self.unconfirmed_send = None;
+                }
                 // The reader may have typed on while the push was in flight; keep that.
                 if self.draft == message.msg {
                     self.draft.clear();
@@ -415,11 +442,7 @@ mod tests {
     use super::*;
 
     fn message(name: &str, msg: &str, time: u64) -> Message {
-        Message {
-            name: name.to_owned(),
-            msg: msg.to_owned(),
-            time,
-        }
+        Message::new(name, msg, time)
     }
 
     fn received(messages: Vec<Message>) -> Action {
@@ -708,7 +731,7 @@ mod tests {
         for draft in ["", "   ", "\n\t"] {
             let state = run(joined_as("alice"), [Action::DraftChanged(draft.into())]);
             assert!(!state.can_send(), "{draft:?} should not be sendable");
-            let state = run(state, [Action::SendStarted]);
+            let state = run(state, [Action::SendStarted { cid: cid("c1") }]);
             assert_eq!(state.send, SendState::Idle);
         }
     }
@@ -746,7 +769,10 @@ mod tests {
     fn a_successful_send_clears_the_draft() {
         let state = run(
             joined_as("alice"),
-            [Action::DraftChanged("hello".into()), Action::SendStarted],
+            [
+                Action::DraftChanged("hello".into()),
+                Action::SendStarted { cid: cid("c1") },
+            ],
         );
         assert_eq!(
             state.send,
@@ -776,7 +802,7 @@ mod tests {
             joined_as("alice"),
             [
                 Action::DraftChanged("hello".into()),
-                Action::SendStarted,
+                Action::SendStarted { cid: cid("c1") },
                 Action::DraftChanged("hello again".into()),
                 Action::SendSucceeded {
                     message: message("alice", "hello", 42),
@@ -792,7 +818,7 @@ mod tests {
             joined_as("alice"),
             [
                 Action::DraftChanged("hello".into()),
-                Action::SendStarted,
+                Action::SendStarted { cid: cid("c1") },
                 Action::SendFailed {
                     reason: "offline".into(),
                 },
@@ -806,8 +832,44 @@ mod tests {
             }
         );
         assert!(state.can_send(), "retry is possible");
-        let state = run(state, [Action::SendStarted]);
+        let state = run(state, [Action::SendStarted { cid: cid("c1") }]);
         assert!(matches!(state.send, SendState::Sending { .. }));
+    }
+
+    #[test]
+    fn a_retry_after_a_lost_answer_reuses_the_cid_and_a_new_text_needs_a_fresh_one() {
+        let sent = run(
+            joined_as("alice"),
+            [
+                Action::DraftChanged("hello".into()),
+                Action::SendStarted { cid: cid("c1") },
+                Action::SendFailed {
+                    reason: "no answer".into(),
+                },
+            ],
+        );
+        assert_eq!(sent.cid_for_draft(), Some(cid("c1")), "same text: a retry");
+        let edited = run(sent.clone(), [Action::DraftChanged("hello!".into())]);
+        assert_eq!(edited.cid_for_draft(), None, "another text: a new message");
+        let saved = run(
+            sent,
+            [
+                Action::SendStarted { cid: cid("c1") },
+                Action::SendSucceeded {
+                    message: message("alice", "hello", 42),
+                },
+                Action::DraftChanged("hello".into()),
+            ],
+        );
+        assert_eq!(
+            saved.cid_for_draft(),
+            None,
+            "the same words again after a success are a new message"
+        );
+    }
+
+    fn cid(raw: &str) -> ClientMessageId {
+        ClientMessageId::parse(raw).expect("valid cid")
     }
 
     #[test]

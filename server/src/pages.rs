@@ -58,11 +58,7 @@ mod tests {
     fn messages(times: &[u64]) -> VecDeque<Message> {
         times
             .iter()
-            .map(|&time| Message {
-                name: "a".into(),
-                msg: time.to_string(),
-                time,
-            })
+            .map(|&time| Message::new("a", time.to_string(), time))
             .collect()
     }
 

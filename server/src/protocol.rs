@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use actix_web::http::Method as HttpMethod;
 use chat_shared::{
-    Answer, CallbackError, CallbackName, Cursor, ErrorCode, Message, MessageText, Method, Nickname,
-    TextError, WireError,
+    Answer, CallbackError, CallbackName, ClientMessageId, Cursor, ErrorCode, Message, MessageText,
+    Method, Nickname, TextError, WireError,
 };
 use serde_json::value::RawValue;
 
@@ -41,6 +41,8 @@ pub enum Request {
         name: Nickname,
         /// What is saved.
         msg: MessageText,
+        /// The client message id, which makes a retry store nothing (see [`Request::Push`]).
+        cid: Option<ClientMessageId>,
     },
     /// `method=push` with a `time`: save `msg`.
     Push {
@@ -48,12 +50,17 @@ pub enum Request {
         name: Nickname,
         /// What is saved.
         msg: MessageText,
+        /// The client message id: a save under the same name and `cid` within
+        /// [`chat_shared::CID_WINDOW_MS`] stores nothing and is answered as the first was.
+        cid: Option<ClientMessageId>,
     },
     /// `method=exit` (or a POST saying so, as `navigator.sendBeacon` sends): save
     /// [`chat_shared::EXIT_MESSAGE`] and leave the online list.
     Exit {
         /// Who leaves.
         name: Nickname,
+        /// The client message id (see [`Request::Push`]).
+        cid: Option<ClientMessageId>,
     },
     /// Anything else with a `time`: a long poll for messages newer than `cursor`.
     Pop {
@@ -104,6 +111,9 @@ pub enum Refusal {
     /// A pop's query string over [`MAX_POP_QUERY_BYTES`].
     #[error("a pop's query string may have at most {MAX_POP_QUERY_BYTES} bytes")]
     RequestTooLarge,
+    /// `cid` is not a [`ClientMessageId`].
+    #[error("{0}")]
+    InvalidCid(#[from] chat_shared::InvalidCid),
     /// The backend could not store the message; nothing was saved.
     #[error("the server could not store the message")]
     StorageFailed,
@@ -137,6 +147,7 @@ impl Refusal {
             Refusal::StorageFailed | Refusal::HistoryUnreadable => ErrorCode::StorageFailed,
             Refusal::ShuttingDown => ErrorCode::ShuttingDown,
             Refusal::TooManyParameters => ErrorCode::TooManyParameters,
+            Refusal::InvalidCid(_) => ErrorCode::InvalidCid,
             Refusal::HistoryTrimmed => ErrorCode::HistoryTrimmed,
         }
     }
@@ -260,20 +271,30 @@ fn save_request(kind: Kind, query: &Query, limits: TextLimits) -> Result<Request
         }
     }
     let name = Nickname::parse(query.value("name").unwrap_or(""), limits.max_name_len)?;
+    // Not in the original protocol: absent for legacy pages, and an empty value (jQuery's
+    // `cid=` for an undefined field) is none.
+    let cid = match query.get("cid") {
+        Some(param) if param.error.is_some() => return Err(chat_shared::InvalidCid.into()),
+        Some(param) if !param.value.is_empty() => Some(ClientMessageId::parse(&param.value)?),
+        _ => None,
+    };
     let raw_msg = query.value("msg").unwrap_or("");
     Ok(match kind {
         Kind::Join if raw_msg.trim().is_empty() => Request::Join {
             name,
             msg: MessageText::join_message(),
+            cid,
         },
         Kind::Join => Request::Join {
             name,
             msg: MessageText::parse_allow_empty(raw_msg, limits.max_msg_len)?,
+            cid,
         },
-        Kind::Exit => Request::Exit { name },
+        Kind::Exit => Request::Exit { name, cid },
         Kind::Push | Kind::Pop => Request::Push {
             name,
             msg: MessageText::parse(raw_msg, limits.max_msg_len)?,
+            cid,
         },
     })
 }

@@ -504,11 +504,7 @@ mod tests {
     }
 
     fn message(time: u64) -> Message {
-        Message {
-            name: "a".into(),
-            msg: time.to_string(),
-            time,
-        }
+        Message::new("a", time.to_string(), time)
     }
 
     #[tokio::test]

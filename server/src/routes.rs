@@ -354,13 +354,14 @@ async fn save(
         return refuse(state, answer, &Refusal::RateLimited { retry_in }, newest);
     }
     let (kind, draft) = match request {
-        Request::Join { name, msg } => (SaveKind::Join, Draft { name, msg }),
-        Request::Push { name, msg } => (SaveKind::Push, Draft { name, msg }),
-        Request::Exit { name } => (
+        Request::Join { name, msg, cid } => (SaveKind::Join, Draft { name, msg, cid }),
+        Request::Push { name, msg, cid } => (SaveKind::Push, Draft { name, msg, cid }),
+        Request::Exit { name, cid } => (
             SaveKind::Exit,
             Draft {
                 name,
                 msg: MessageText::exit_message(),
+                cid,
             },
         ),
         Request::Pop { .. } => unreachable!("pops are answered by `pop`"),

@@ -16,6 +16,7 @@
 //! ```
 
 mod callback;
+mod client_id;
 mod cursor;
 mod message;
 mod request;
@@ -23,6 +24,7 @@ mod response;
 mod text;
 
 pub use callback::{CallbackError, CallbackName, DEFAULT_CALLBACK, MAX_CALLBACK_LEN};
+pub use client_id::{ClientMessageId, InvalidCid, CID_WINDOW_MS, MAX_CID_LEN};
 pub use cursor::Cursor;
 pub use message::{Message, StoredMessage};
 pub use request::{encode_component, ChatRequest};

@@ -2,10 +2,12 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-/// One chat message: `{"name": ..., "msg": ..., "time": ...}`.
+/// One chat message: `{"name": ..., "msg": ..., "time": ...}`, plus `"cid"` when its client sent
+/// one.
 ///
-/// This is the exact object the original server put in `msgList` and wrote to `data.json`
-/// (`JSON.stringify(list, null, 4)`), fields in this order.
+/// Without `cid`, this is the exact object the original server put in `msgList` and wrote to
+/// `data.json` (`JSON.stringify(list, null, 4)`), fields in this order. Legacy pages never send
+/// a `cid`, so what they read and what the original's files hold stay the same.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Message {
     /// The sender's nickname, trimmed; `(匿名)` when the client sent none.
@@ -15,6 +17,22 @@ pub struct Message {
     /// When the server saved it, in milliseconds since the Unix epoch. Unique and strictly
     /// increasing for messages this server saved; legacy files may repeat a time.
     pub time: u64,
+    /// The client message id its save carried (see [`crate::ClientMessageId`]), kept so that a
+    /// retried save is recognized, also after a restart; absent when the client sent none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cid: Option<String>,
+}
+
+impl Message {
+    /// A message without a client message id.
+    pub fn new(name: impl Into<String>, msg: impl Into<String>, time: u64) -> Message {
+        Message {
+            name: name.into(),
+            msg: msg.into(),
+            time,
+            cid: None,
+        }
+    }
 }
 
 /// A message read from a data file, lenient about the shapes the original server wrote.
@@ -35,6 +53,9 @@ pub struct StoredMessage {
     /// See [`Message::time`].
     #[serde(deserialize_with = "millis_number_or_string")]
     pub time: u64,
+    /// See [`Message::cid`]; never written by the original server.
+    #[serde(default)]
+    pub cid: Option<String>,
 }
 
 impl From<StoredMessage> for Message {
@@ -43,6 +64,7 @@ impl From<StoredMessage> for Message {
             name: stored.name,
             msg: stored.msg,
             time: stored.time,
+            cid: stored.cid,
         }
     }
 }
@@ -102,7 +124,8 @@ mod tests {
             Message {
                 name: "小小兵".into(),
                 msg: "xaxsxa".into(),
-                time: 1_420_016_009_255
+                time: 1_420_016_009_255,
+                cid: None
             }
         );
     }
@@ -115,7 +138,8 @@ mod tests {
             StoredMessage {
                 name: String::new(),
                 msg: String::new(),
-                time: 12
+                time: 12,
+                cid: None,
             }
         );
     }
@@ -134,6 +158,7 @@ mod tests {
             name: "a".into(),
             msg: "b".into(),
             time: 3,
+            cid: None,
         };
         assert_eq!(
             serde_json::to_string(&message).expect("serializes"),

@@ -20,6 +20,9 @@ pub struct ChatRequest {
     pub msg: Option<String>,
     /// The client's cursor; required by push, pop and exit (a request without it is a join).
     pub time: Option<Cursor>,
+    /// The client message id of a save (see [`crate::ClientMessageId`]): a fresh one per
+    /// message, the same one when the message is sent again. Not sent by legacy pages.
+    pub cid: Option<crate::ClientMessageId>,
 }
 
 impl ChatRequest {
@@ -30,6 +33,7 @@ impl ChatRequest {
             method: None,
             msg: None,
             time: None,
+            cid: None,
         }
     }
 
@@ -41,6 +45,7 @@ impl ChatRequest {
             method: Some(Method::Push),
             msg: Some(msg.to_owned()),
             time: Some(time),
+            cid: None,
         }
     }
 
@@ -51,6 +56,7 @@ impl ChatRequest {
             method: Some(Method::Pop),
             msg: None,
             time: Some(time),
+            cid: None,
         }
     }
 
@@ -61,12 +67,13 @@ impl ChatRequest {
             method: Some(Method::Exit),
             msg: None,
             time: Some(time),
+            cid: None,
         }
     }
 
     /// The query string without `?` and without a callback, percent-encoded like
     /// `encodeURIComponent` with spaces as `+` (as jQuery's `$.param` does), parameters in
-    /// the order `name`, `method`, `msg`, `time`.
+    /// the order `name`, `method`, `msg`, `time`, `cid`.
     pub fn to_query(&self) -> String {
         let mut query = format!("name={}", encode_component(&self.name));
         if let Some(method) = self.method {
@@ -80,7 +87,19 @@ impl ChatRequest {
         if let Some(time) = self.time {
             query.push_str(&format!("&time={time}"));
         }
+        if let Some(cid) = &self.cid {
+            query.push_str("&cid=");
+            query.push_str(cid.as_str());
+        }
         query
+    }
+
+    /// The same request carrying the client message id `cid`.
+    pub fn with_cid(self, cid: crate::ClientMessageId) -> ChatRequest {
+        ChatRequest {
+            cid: Some(cid),
+            ..self
+        }
     }
 }
 

@@ -140,6 +140,8 @@ pub enum ErrorCode {
     RequestTooLarge,
     /// More than 64 distinct query parameters; nothing was done.
     TooManyParameters,
+    /// `cid` is not 1 to 64 characters of `[A-Za-z0-9_-]`; nothing was saved.
+    InvalidCid,
     /// Not a refusal: the page carries messages, but older ones after the request's `time`
     /// were trimmed from a bounded history (`--redis-max-len`); the page starts at the oldest
     /// kept.
@@ -148,7 +150,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::MessageTooLong,
         ErrorCode::NameTooLong,
         ErrorCode::EmptyMessage,
@@ -161,6 +163,7 @@ impl ErrorCode {
         ErrorCode::RequestTooLarge,
         ErrorCode::HistoryTrimmed,
         ErrorCode::TooManyParameters,
+        ErrorCode::InvalidCid,
     ];
 
     /// The wire spelling, e.g. `"message_too_long"`.
@@ -178,6 +181,7 @@ impl ErrorCode {
             ErrorCode::RequestTooLarge => "request_too_large",
             ErrorCode::HistoryTrimmed => "history_trimmed",
             ErrorCode::TooManyParameters => "too_many_parameters",
+            ErrorCode::InvalidCid => "invalid_cid",
         }
     }
 }
@@ -199,6 +203,7 @@ mod tests {
             name: "a".into(),
             msg: "hi".into(),
             time: 7,
+            cid: None,
         };
         let names = RawValue::from_string("[\"a\"]".to_owned()).expect("valid JSON");
         let echoed = echo(&[

@@ -10,7 +10,7 @@ use super::nickname_form::NicknameForm;
 use super::online_list::OnlineList;
 use super::status_bar::StatusBar;
 use crate::hooks::use_chat_session::use_chat_session;
-use crate::hooks::use_send_message::{use_send_message, Outgoing};
+use crate::hooks::use_send_message::{fresh_cid, use_send_message, Outgoing};
 use crate::services::jsonp::JsonpClient;
 use crate::services::{server_url, storage};
 use crate::state::{Action, State};
@@ -70,8 +70,9 @@ pub fn App() -> Html {
                 return;
             }
             let text = state.draft.clone();
-            state.dispatch(Action::SendStarted);
-            send_message.emit(Outgoing { name, text });
+            let cid = state.cid_for_draft().unwrap_or_else(fresh_cid);
+            state.dispatch(Action::SendStarted { cid: cid.clone() });
+            send_message.emit(Outgoing { name, text, cid });
         })
     };
 

@@ -187,6 +187,7 @@ async fn join(client: &JsonpClient, name: &str, memory: &Memory, dispatcher: &Di
                         name: name.to_owned(),
                         msg: JOIN_MESSAGE.to_owned(),
                         time: answer.time,
+                        cid: None,
                     };
                     dispatcher.dispatch(Action::Received {
                         messages: vec![join_line],

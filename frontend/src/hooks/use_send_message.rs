@@ -2,7 +2,7 @@
 
 use std::rc::Rc;
 
-use chat_shared::{ChatRequest, Cursor, Message};
+use chat_shared::{ChatRequest, ClientMessageId, Cursor, Message};
 use wasm_bindgen_futures::spawn_local;
 use yew::prelude::*;
 
@@ -17,6 +17,18 @@ pub struct Outgoing {
     pub name: String,
     /// The text, already checked by `State::can_send`.
     pub text: String,
+    /// Its client message id: fresh for a new message, the same for a retry of it.
+    pub cid: ClientMessageId,
+}
+
+/// A new client message id: the time in ms and 52 random bits, in hex (24 characters of the
+/// `cid` alphabet), so that two tabs or two reloads never pick the same one.
+pub fn fresh_cid() -> ClientMessageId {
+    // Both are whole numbers below 2^53, so the casts are exact.
+    let now_ms = js_sys::Date::now() as u64;
+    let random = (js_sys::Math::random() * 4_503_599_627_370_496.0) as u64;
+    ClientMessageId::parse(&format!("{now_ms:x}-{random:x}"))
+        .expect("hex digits and '-' form a cid")
 }
 
 /// A callback that pushes a message and then dispatches [`Action::SendSucceeded`] (with the
@@ -34,7 +46,8 @@ pub fn use_send_message(
         spawn_local(async move {
             // A push needs some `time` or the server takes it for a join; any whole number
             // does.
-            let request = ChatRequest::push(&outgoing.name, &outgoing.text, Cursor::START);
+            let request = ChatRequest::push(&outgoing.name, &outgoing.text, Cursor::START)
+                .with_cid(outgoing.cid.clone());
             let action = match client.send(&request, REQUEST_TIMEOUT).await {
                 Ok(answer) => match answer.error {
                     None => Action::SendSucceeded {
@@ -42,6 +55,7 @@ pub fn use_send_message(
                             name: outgoing.name,
                             msg: outgoing.text,
                             time: answer.time,
+                            cid: Some(outgoing.cid.as_str().to_owned()),
                         },
                     },
                     Some(error) => Action::SendFailed {

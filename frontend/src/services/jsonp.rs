@@ -320,7 +320,8 @@ mod tests {
             [Message {
                 name: "b".into(),
                 msg: "hi".into(),
-                time: 12
+                time: 12,
+                cid: None
             }]
         );
         assert_eq!(answer.online, Some(vec!["a".into(), "b".into()]));

@@ -12,7 +12,7 @@
 //! In memory it keeps only what is not yet in a chunk file (`data.json` and the log); older
 //! pages are read from the chunk files.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
@@ -37,6 +37,53 @@ const COMMAND_QUEUE: usize = 16 * 1024;
 struct Append {
     drafts: Vec<Draft>,
     reply: oneshot::Sender<Result<Vec<Message>, Arc<StorageError>>>,
+}
+
+/// The client message ids of the messages saved within [`chat_shared::CID_WINDOW_MS`], so that
+/// a retried save is recognized (see [`MessageBackend::append`]). Owned by the writer thread, and
+/// rebuilt from the folder at start, so a retry is recognized across a restart.
+#[derive(Debug, Default)]
+struct RecentCids {
+    /// `(name, cid)` → the message first saved with them.
+    by_key: HashMap<(String, String), Message>,
+    /// The same keys, oldest first, with their message's time, for expiry.
+    by_age: VecDeque<(u64, (String, String))>,
+}
+
+impl RecentCids {
+    /// Remembers `message` when it carries a `cid` (a later save with the same key wins only
+    /// after the first expired).
+    fn remember(&mut self, message: &Message) {
+        if let Some(cid) = &message.cid {
+            let key = (message.name.clone(), cid.clone());
+            if !self.by_key.contains_key(&key) {
+                self.by_age.push_back((message.time, key.clone()));
+                self.by_key.insert(key, message.clone());
+            }
+        }
+    }
+
+    /// The message saved within the window before `now_ms` under `name` and `cid`.
+    fn find(&mut self, name: &str, cid: &str, now_ms: u64) -> Option<Message> {
+        while let Some((time, _)) = self.by_age.front() {
+            if now_ms.saturating_sub(*time) <= chat_shared::CID_WINDOW_MS {
+                break;
+            }
+            if let Some((_, key)) = self.by_age.pop_front() {
+                self.by_key.remove(&key);
+            }
+        }
+        self.by_key.get(&(name.to_owned(), cid.to_owned())).cloned()
+    }
+}
+
+/// What the writer answers one draft of a batch with.
+#[derive(Debug)]
+enum Slot {
+    /// Stored now: the batch's message at this index.
+    Stored(usize),
+    /// A retry: the message its `cid` was first saved as.
+    Retry(Message),
 }
 
 /// The messages in memory and the time the chunk files reach, changed together (under one
@@ -108,6 +155,23 @@ impl LocalBackend {
             ..
         } = loaded;
         let newest_time = store.last_time();
+        let mut recent_cids = RecentCids::default();
+        let window_start = clock.now_ms().saturating_sub(chat_shared::CID_WINDOW_MS);
+        // Saves of the window may have been compacted into chunk files already; a folder that
+        // cannot be read was refused by `Store::open`, so a failure here only loses the window.
+        match chunks.read_after(window_start, usize::MAX) {
+            Ok(chunked) => chunked
+                .iter()
+                .for_each(|message| recent_cids.remember(message)),
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot read the chunk files for recent client message ids")
+            }
+        }
+        store
+            .tail()
+            .iter()
+            .filter(|message| message.time > window_start)
+            .for_each(|message| recent_cids.remember(message));
         let shared = Arc::new(Shared {
             tail: RwLock::new(Tail {
                 messages: store.tail().iter().cloned().collect(),
@@ -119,7 +183,14 @@ impl LocalBackend {
             flush_on_close: Mutex::new(Flush::Compact),
         });
         let (sender, receiver) = mpsc::channel(COMMAND_QUEUE);
-        let writer = spawn_writer(store, receiver, shared.clone(), clock, telemetry)?;
+        let writer = spawn_writer(
+            store,
+            recent_cids,
+            receiver,
+            shared.clone(),
+            clock,
+            telemetry,
+        )?;
         Ok(LocalBackend {
             shared,
             appends: Mutex::new(Some(sender)),
@@ -287,6 +358,7 @@ fn continue_from_memory(
 /// the log into the JSON layout and ends (dropping the store releases the data folder).
 fn spawn_writer(
     mut store: Store,
+    mut recent_cids: RecentCids,
     mut appends: mpsc::Receiver<Append>,
     shared: Arc<Shared>,
     clock: Arc<dyn Clock>,
@@ -297,6 +369,7 @@ fn spawn_writer(
         .spawn(move || {
             let mut batch: Vec<Append> = Vec::with_capacity(64);
             let mut messages: Vec<Message> = Vec::with_capacity(64);
+            let mut slots: Vec<Slot> = Vec::with_capacity(64);
             while let Some(first) = appends.blocking_recv() {
                 let mut n_drafts = first.drafts.len();
                 batch.push(first);
@@ -310,16 +383,28 @@ fn spawn_writer(
                     }
                 }
                 let mut last_time = store.last_time();
+                // Retries found in this batch too: a `cid` is remembered as soon as it is
+                // timed, and forgotten again if the batch cannot be stored.
+                let mut batch_cids = RecentCids::default();
                 for draft in batch.iter().flat_map(|append| &append.drafts) {
-                    let time = clock.now_ms().max(last_time.saturating_add(1));
+                    let now = clock.now_ms();
+                    if let Some(cid) = &draft.cid {
+                        let first = recent_cids
+                            .find(draft.name.as_str(), cid.as_str(), now)
+                            .or_else(|| batch_cids.find(draft.name.as_str(), cid.as_str(), now));
+                        if let Some(first) = first {
+                            slots.push(Slot::Retry(first));
+                            continue;
+                        }
+                    }
+                    let time = now.max(last_time.saturating_add(1));
                     last_time = time;
-                    messages.push(Message {
-                        name: draft.name.as_str().to_owned(),
-                        msg: draft.msg.as_str().to_owned(),
-                        time,
-                    });
+                    let message = draft.timed(time);
+                    batch_cids.remember(&message);
+                    slots.push(Slot::Stored(messages.len()));
+                    messages.push(message);
                 }
-                let result = match store.append(&messages) {
+                let result = match store.append_unless_empty(&messages) {
                     Ok(report) => {
                         telemetry.committed(messages.len(), report.fsync, report.compaction);
                         let mut tail = shared.write_tail();
@@ -344,14 +429,27 @@ fn spawn_writer(
                         Err(Arc::new(error))
                     }
                 };
-                let newest = messages.last().map(|message| message.time);
-                let mut timed = messages.drain(..);
-                for append in batch.drain(..) {
-                    let mine: Vec<Message> = timed.by_ref().take(append.drafts.len()).collect();
-                    // The appender may have gone away; its messages are saved all the same.
-                    let _ = append.reply.send(result.clone().map(|()| mine));
+                if result.is_ok() {
+                    messages.iter().for_each(|message| recent_cids.remember(message));
                 }
-                drop(timed);
+                let newest = messages.last().map(|message| message.time);
+                let mut answers = slots.drain(..);
+                for append in batch.drain(..) {
+                    let mine = result.clone().map(|()| {
+                        answers
+                            .by_ref()
+                            .take(append.drafts.len())
+                            .map(|slot| match slot {
+                                Slot::Stored(index) => messages[index].clone(),
+                                Slot::Retry(first) => first,
+                            })
+                            .collect::<Vec<Message>>()
+                    });
+                    // The appender may have gone away; its messages are saved all the same.
+                    let _ = append.reply.send(mine);
+                }
+                drop(answers);
+                messages.clear();
                 if let (Ok(()), Some(newest)) = (&result, newest) {
                     shared.newest.send_replace(newest);
                 }

@@ -17,7 +17,7 @@ pub mod redis;
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use chat_shared::{Cursor, Message, MessageText, Nickname};
+use chat_shared::{ClientMessageId, Cursor, Message, MessageText, Nickname};
 use tokio::sync::watch;
 
 use crate::presence::OnlineSnapshot;
@@ -30,6 +30,22 @@ pub struct Draft {
     pub name: Nickname,
     /// What is said.
     pub msg: MessageText,
+    /// The client message id: when a message under the same name and `cid` was stored within
+    /// [`chat_shared::CID_WINDOW_MS`], the backend stores nothing and gives back that message
+    /// (its first time), so a retried save is stored once.
+    pub cid: Option<ClientMessageId>,
+}
+
+impl Draft {
+    /// The message this draft becomes at `time`.
+    pub fn timed(&self, time: u64) -> Message {
+        Message {
+            name: self.name.as_str().to_owned(),
+            msg: self.msg.as_str().to_owned(),
+            time,
+            cid: self.cid.as_ref().map(|cid| cid.as_str().to_owned()),
+        }
+    }
 }
 
 /// Why a backend could not do what was asked.
@@ -58,6 +74,8 @@ pub struct Recent {
 pub trait MessageBackend: Send + Sync + Debug {
     /// Stores `drafts` in this order, giving each the time `max(now_ms, last + 1)`, so times are
     /// unique and strictly increasing across everything this backend stores; returns them timed.
+    /// A draft whose name and `cid` match a message stored within [`chat_shared::CID_WINDOW_MS`]
+    /// (by the backend's clock) is not stored again: that message is returned in its place.
     /// When this returns `Ok`, they are durable, and [`MessageBackend::subscribe`] has been told
     /// (or is told at once) of their time.
     ///

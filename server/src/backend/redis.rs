@@ -38,8 +38,15 @@ use crate::storage::StorageError;
 pub const DEFAULT_PREFIX: &str = "chat:";
 
 /// Appends a batch: `KEYS[1]` the stream, `KEYS[2]` the key of the newest trimmed time,
-/// `ARGV[1]` the most entries to keep (`""` to keep all), then `name`, `msg` pairs. Returns the
-/// stream's length, the newest trimmed time (0 when none), then the times given, in order.
+/// `KEYS[3]` the prefix of the client-message-id keys, `ARGV[1]` the most entries to keep (`""`
+/// to keep all), `ARGV[2]` how long a client message id is remembered (ms), then `name`, `msg`,
+/// `cid` triples (`cid` `""` when none). Returns the stream's length, the newest trimmed time (0
+/// when none), then the times given, in order.
+///
+/// A draft with a `cid` whose key `KEYS[3] .. len(name) .. ":" .. name .. ":" .. cid` exists
+/// (a save of the window under the same name and `cid`, by any instance) is not added: its time
+/// is the first save's. The key is written with the entry, expiring after the window. (These
+/// keys are derived inside the script, so the backend needs a single Redis, not a cluster.)
 ///
 /// Trimming is exact and amortized: once the stream holds `max + slack` entries (slack: a tenth
 /// of `max`, between 100 and 10 000), the oldest beyond `max` are removed at once and the time of
@@ -59,11 +66,27 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   end
 end
 local times = {}
-for i = 2, #ARGV, 2 do
-  local time = math.max(now, last + 1)
-  last = time
-  redis.call('XADD', KEYS[1], string.format('%.0f-0', time), 'name', ARGV[i], 'msg', ARGV[i + 1])
-  times[#times + 1] = time
+for i = 3, #ARGV, 3 do
+  local name, msg, cid = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local cid_key = KEYS[3] .. string.len(name) .. ':' .. name .. ':' .. cid
+  local first = false
+  if cid ~= '' then
+    first = redis.call('GET', cid_key)
+  end
+  if first then
+    times[#times + 1] = tonumber(first)
+  else
+    local time = math.max(now, last + 1)
+    last = time
+    local id = string.format('%.0f-0', time)
+    if cid ~= '' then
+      redis.call('XADD', KEYS[1], id, 'name', name, 'msg', msg, 'cid', cid)
+      redis.call('SET', cid_key, string.format('%.0f', time), 'PX', ARGV[2])
+    else
+      redis.call('XADD', KEYS[1], id, 'name', name, 'msg', msg)
+    end
+    times[#times + 1] = time
+  end
 end
 local length = redis.call('XLEN', KEYS[1])
 if ARGV[1] ~= '' then
@@ -102,6 +125,8 @@ pub struct Keys {
     pub trimmed: String,
     /// The presence sorted set.
     pub presence: String,
+    /// The prefix of the keys remembering client message ids (see [`APPEND_SCRIPT`]).
+    pub cids: String,
 }
 
 impl Keys {
@@ -111,6 +136,7 @@ impl Keys {
             stream: format!("{prefix}messages"),
             trimmed: format!("{prefix}trimmed"),
             presence: format!("{prefix}presence"),
+            cids: format!("{prefix}cid:"),
         }
     }
 }
@@ -180,6 +206,7 @@ fn to_message(entry: &StreamId) -> Option<Message> {
         name: field(entry, "name"),
         msg: field(entry, "msg"),
         time: id_time(&entry.id)?,
+        cid: entry.map.contains_key("cid").then(|| field(entry, "cid")),
     })
 }
 
@@ -407,10 +434,14 @@ impl MessageBackend for RedisBackend {
             return Err(BackendError::Closed);
         }
         let mut invocation = self.append.key(&self.keys.stream);
-        invocation.key(&self.keys.trimmed);
+        invocation.key(&self.keys.trimmed).key(&self.keys.cids);
         invocation.arg(self.max_len.map_or_else(String::new, |n| n.to_string()));
+        invocation.arg(chat_shared::CID_WINDOW_MS);
         for draft in &drafts {
-            invocation.arg(draft.name.as_str()).arg(draft.msg.as_str());
+            invocation
+                .arg(draft.name.as_str())
+                .arg(draft.msg.as_str())
+                .arg(draft.cid.as_ref().map_or("", |cid| cid.as_str()));
         }
         let reply: Vec<u64> = invocation
             .invoke_async(&mut self.conn.clone())
@@ -427,11 +458,7 @@ impl MessageBackend for RedisBackend {
         let messages: Vec<Message> = drafts
             .into_iter()
             .zip(times)
-            .map(|(draft, &time)| Message {
-                name: draft.name.into_string(),
-                msg: draft.msg.into_string(),
-                time,
-            })
+            .map(|(draft, &time)| draft.timed(time))
             .collect();
         if let Some(last) = messages.last() {
             // This instance's own saves are published at once, not one XREAD later.

@@ -143,6 +143,7 @@ mod tests {
             name: "(匿名)".into(),
             msg: "加入聊天室".into(),
             time: 1_420_037_323_074,
+            cid: None,
         }];
         let expected = "[\n    {\n        \"name\": \"(匿名)\",\n        \"msg\": \"加入聊天室\",\n        \"time\": 1420037323074\n    }\n]";
         assert_eq!(

@@ -468,6 +468,21 @@ impl Store {
         Ok(AppendReport { fsync, compaction })
     }
 
+    /// [`Store::append`], or nothing at all (no write, no fsync) for an empty batch, such as a
+    /// group commit of retried saves only.
+    ///
+    /// # Errors
+    /// As [`Store::append`].
+    pub fn append_unless_empty(
+        &mut self,
+        messages: &[Message],
+    ) -> Result<AppendReport, StorageError> {
+        if messages.is_empty() {
+            return Ok(AppendReport::default());
+        }
+        self.append(messages)
+    }
+
     /// Moves the log's messages into the original layout: full 100-message chunk files for the
     /// oldest, `data.json` for the newest (at most 100), then empties the log. Every file is
     /// written atomically; see the module docs for what a crash in between leaves.

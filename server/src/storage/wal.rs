@@ -247,11 +247,7 @@ mod tests {
     use std::fs;
 
     fn message(time: u64) -> Message {
-        Message {
-            name: "a".into(),
-            msg: format!("m{time}"),
-            time,
-        }
+        Message::new("a", format!("m{time}"), time)
     }
 
     #[test]

@@ -18,4 +18,5 @@ mod page;
 mod process;
 mod protocol;
 mod restart;
+mod retries;
 mod storage;

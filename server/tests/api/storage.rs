@@ -17,11 +17,7 @@ async fn start_on(dir: &Path) -> TestApp {
 }
 
 fn message(name: &str, msg: &str, time: u64) -> Message {
-    Message {
-        name: name.to_owned(),
-        msg: msg.to_owned(),
-        time,
-    }
+    Message::new(name, msg, time)
 }
 
 fn write_messages(path: &Path, messages: &[Message]) {
