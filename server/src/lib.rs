@@ -20,6 +20,7 @@ pub mod backend;
 pub mod clock;
 pub mod config;
 pub mod handover;
+pub mod hangup;
 pub mod jsonp;
 pub mod limits;
 pub mod pages;

@@ -18,6 +18,7 @@ use chat_shared::{Cursor, MessageText, Nickname};
 
 use crate::backend::{BackendStatus, Draft};
 use crate::config::Settings;
+use crate::hangup::{PeerSide, WatchedConnection};
 use crate::jsonp;
 use crate::limits::{client_ip, HeldPolls, HoldRefused, SaveRateLimiter};
 use crate::protocol::{self, AnswerWriter, Parsed, Refusal, Request, TextLimits, CHAT_PARAMETERS};
@@ -308,6 +309,9 @@ async fn chat(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     // Where a save goes when this process stops and a successor listens (see `save`): the
     // same query on the page's own path, as a relative reference.
     let location = closing.then(|| format!("?{raw_query}"));
+    let peer_side = request
+        .conn_data::<WatchedConnection>()
+        .map(WatchedConnection::peer_side);
     // The request's head shares the connection's 8 KiB read buffer; a held pop that kept it
     // would cost that buffer for its whole hold time. Everything needed was copied out above.
     drop(request);
@@ -322,7 +326,14 @@ async fn chat(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
             refuse(&state, &answer, &refusal, state.room.newest_time())
         }
         Err(refusal) => refuse(&state, &answer, &refusal, state.room.newest_time()),
-        Ok(Request::Pop { cursor, name }) => pop(state, answer, cursor, name, ip, http_10).await,
+        Ok(Request::Pop { cursor, name }) => {
+            let client = HeldClient {
+                ip,
+                http_10,
+                peer_side,
+            };
+            pop(state, answer, cursor, name, client).await
+        }
         Ok(save_request) => save(&state, &answer, save_request, ip, location).await,
     };
     if closing {
@@ -414,17 +425,31 @@ fn redirect_to_successor(location: &str) -> HttpResponse {
     response
 }
 
+/// What a pop needs to know of its client and connection.
+struct HeldClient {
+    /// The client's address, for the held-pop limits.
+    ip: IpAddr,
+    /// The request is HTTP/1.0, which has no chunked encoding: a held pop is answered in one
+    /// sized piece (and keeps its request until then).
+    http_10: bool,
+    /// The client's side of the connection, when it is watched: a held pop ends when it ends.
+    peer_side: Option<Arc<PeerSide>>,
+}
+
 /// Answers a pop: at once when there is something to answer, else held until a message, the
-/// hold time or the shutdown. `http_10`: the request is HTTP/1.0, which has no chunked
-/// encoding, so a held pop is answered in one sized piece (and keeps its request until then).
+/// hold time, the client's side of the connection ending, or the shutdown.
 async fn pop(
     state: web::Data<AppState>,
     answer: AnswerWriter,
     cursor: Option<Cursor>,
     name: Option<Nickname>,
-    ip: IpAddr,
-    http_10: bool,
+    client: HeldClient,
 ) -> HttpResponse {
+    let HeldClient {
+        ip,
+        http_10,
+        peer_side,
+    } = client;
     let room = &state.room;
     let newest = room.newest_time();
     // Not a whole number, or ahead of the newest message: answer at once with the newest time.
@@ -512,6 +537,7 @@ async fn pop(
         answer,
         cursor,
         changes,
+        peer_side,
         _permit: permit,
         _online: online,
     };
@@ -531,6 +557,7 @@ struct HeldPop {
     answer: AnswerWriter,
     cursor: Cursor,
     changes: tokio::sync::watch::Receiver<u64>,
+    peer_side: Option<Arc<PeerSide>>,
     _permit: crate::limits::HeldPollPermit,
     _online: Option<crate::room::HeldPresence>,
 }
@@ -548,13 +575,20 @@ impl HeldPop {
             answer,
             cursor,
             changes,
+            peer_side,
             _permit,
             _online,
         } = self;
         let room = &state.room;
-        let waited = room
-            .wait_after(cursor, changes, state.settings.poll_timeout())
-            .await;
+        let waiting = room.wait_after(cursor, changes, state.settings.poll_timeout());
+        let waited = match peer_side {
+            // Its client hung up (or half-closed, and reads on): answered as at the hold time.
+            Some(peer_side) => tokio::select! {
+                waited = waiting => waited,
+                () = peer_side.ended() => Ok(None),
+            },
+            None => waiting.await,
+        };
         let snapshot = room.online();
         let body = match waited {
             Ok(Some((page, woke))) => {

@@ -397,16 +397,31 @@ impl Application {
         };
         let connections = ConnectionCount::default();
         let counted = connections.clone();
+        let hangups = crate::hangup::HangupWatch::start().context("cannot watch for hang-ups")?;
         let routes = routes::configure(static_dir);
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
                 .configure(routes.clone())
         })
-        .on_connect(move |_, extensions| counted.opened(extensions))
+        .on_connect(move |connection, extensions| {
+            counted.opened(extensions);
+            // A held pop on this connection ends as soon as its client's side ends.
+            if let Some(stream) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                match hangups.watch(std::os::fd::AsFd::as_fd(stream)) {
+                    Ok(watched) => {
+                        extensions.insert(watched);
+                    }
+                    Err(error) => {
+                        tracing::warn!(error = %error, "cannot watch a connection for its hang-up")
+                    }
+                }
+            }
+        })
         .disable_signals()
-        // A client that closes its side has gone away: drop its held pop at once.
-        .h1_allow_half_closed(false)
+        // A client that shuts down its sending side may still read: a save that has begun is
+        // answered. Held pops learn of a client's side ending from `hangups` instead.
+        .h1_allow_half_closed(true)
         // Answers are small and must leave at once: no Nagle delay behind an unacknowledged
         // segment (a held pop's head went out earlier on the same connection).
         .tcp_nodelay(true)

@@ -532,3 +532,20 @@ async fn compaction_under_concurrent_readers_skips_nothing_on_the_local_folder()
 async fn compaction_under_concurrent_readers_skips_nothing_on_redis() {
     compaction_under_concurrent_readers_skips_nothing(Backend::Redis).await;
 }
+
+#[tokio::test]
+async fn a_save_retried_on_another_instance_with_its_cid_is_stored_once() {
+    let redis = RedisServer::start(false);
+    let apps = instances(&redis, 2, |_| {}).await;
+    let query = "/?name=ann&method=push&msg=once&time=1&cid=c-7";
+    let first = apps[0].call(query, "callback").await;
+    let again = apps[1].call(query, "callback").await;
+    assert_eq!(again["time"], first["time"], "{again}");
+    let other_name = apps[1]
+        .call("/?name=bob&method=push&msg=once&time=1&cid=c-7", "callback")
+        .await;
+    assert_ne!(other_name["time"], first["time"]);
+    let all = apps[0].all_messages().await;
+    assert_eq!(texts(&all), ["once", "once"], "ann's once and bob's once");
+    assert_eq!(all[0]["cid"], "c-7");
+}

@@ -137,3 +137,39 @@ async fn a_push_from_a_client_that_half_closes_is_answered_and_its_retry_stored_
     assert_eq!(retried["time"], answer["time"]);
     assert_eq!(app.health().await["messages"], 1);
 }
+
+/// A pop whose client half-closes is not held for its hold time (its permit and presence are
+/// freed at once): it is answered at once, and the client, which can still read, reads it.
+#[tokio::test]
+async fn a_held_pop_whose_client_half_closes_is_answered_at_once_and_released() {
+    let app = spawn_app_with(|settings| settings.poll_timeout = 60.0).await;
+    let newest = app.push("a", "x").await;
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    stream
+        .write_all(
+            format!(
+                "GET /?name=p&method=pop&time={newest}&callback=cb HTTP/1.1\r\nHost: x\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    app.wait_for_held(1).await;
+    stream.shutdown().await.unwrap();
+    let mut received = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut received),
+    )
+    .await
+    .expect("answered long before the 60 s hold time")
+    .unwrap();
+    let received = String::from_utf8_lossy(&received);
+    let body = &received[received.find("\r\n\r\n").unwrap() + 4..];
+    // Chunked: the JSONP is the chunk between its size line and the terminating chunk.
+    let script = body.lines().nth(1).unwrap();
+    let answer = call_once(script, "cb");
+    assert_eq!(answer["time"], newest, "{answer}");
+    assert_eq!(answer["msgList"], serde_json::json!([]));
+    app.wait_for_held(0).await;
+}
