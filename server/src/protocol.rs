@@ -427,6 +427,14 @@ mod tests {
                 "name=a%01&method=push&msg=hi&time=1",
                 ErrorCode::ControlCharacter,
             ),
+            (
+                "name=%E2%80%AEa&method=push&msg=hi&time=1",
+                ErrorCode::InvalidName,
+            ),
+            (
+                "name=a%E2%80%8Bb&method=exit&time=1",
+                ErrorCode::InvalidName,
+            ),
         ];
         for (query, code) in cases {
             let parsed = parse(&HttpMethod::GET, query, LIMITS).expect("a safe callback");

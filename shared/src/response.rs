@@ -140,6 +140,10 @@ pub enum ErrorCode {
     RequestTooLarge,
     /// More than 64 distinct query parameters; nothing was done.
     TooManyParameters,
+    /// `name` contains a text-direction control (Unicode `Bidi_Control`) anywhere, or an
+    /// invisible character (`Default_Ignorable_Code_Point`) between its visible characters;
+    /// see `docs/protocol.md`, "Names".
+    InvalidName,
     /// Not a refusal: the page carries messages, but older ones after the request's `time`
     /// were trimmed from a bounded history (`--redis-max-len`); the page starts at the oldest
     /// kept.
@@ -148,7 +152,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::MessageTooLong,
         ErrorCode::NameTooLong,
         ErrorCode::EmptyMessage,
@@ -161,6 +165,7 @@ impl ErrorCode {
         ErrorCode::RequestTooLarge,
         ErrorCode::HistoryTrimmed,
         ErrorCode::TooManyParameters,
+        ErrorCode::InvalidName,
     ];
 
     /// The wire spelling, e.g. `"message_too_long"`.
@@ -178,6 +183,7 @@ impl ErrorCode {
             ErrorCode::RequestTooLarge => "request_too_large",
             ErrorCode::HistoryTrimmed => "history_trimmed",
             ErrorCode::TooManyParameters => "too_many_parameters",
+            ErrorCode::InvalidName => "invalid_name",
         }
     }
 }
