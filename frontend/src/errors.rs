@@ -31,6 +31,9 @@ pub fn describe_code(code: ErrorCode) -> &'static str {
         ErrorCode::HistoryTrimmed => {
             "Older messages are no longer kept by the server; the history shown starts later"
         }
+        ErrorCode::InvalidName => {
+            "This nickname contains invisible or text-direction characters the server refuses; choose another"
+        }
     }
 }
 
@@ -50,6 +53,7 @@ pub fn is_retryable(code: ErrorCode) -> bool {
         | ErrorCode::RequestTooLarge
         | ErrorCode::TooManyParameters
         | ErrorCode::InvalidCid
+        | ErrorCode::InvalidName
         | ErrorCode::HistoryTrimmed => false,
     }
 }
@@ -64,6 +68,10 @@ pub fn describe_draft_problem(problem: &TextError) -> String {
         TextError::ControlCharacter { code_point, .. } => format!(
             "The message contains an invisible control character (U+{code_point:04X}); remove it to send"
         ),
+        // Name rules: a message's text is never checked for them.
+        TextError::BidiControl { .. } | TextError::InvisibleCharacter { .. } => {
+            describe_code(ErrorCode::InvalidName).to_owned()
+        }
     }
 }
 

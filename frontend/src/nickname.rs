@@ -2,10 +2,12 @@
 //!
 //! The server accepts any name (a blank one becomes `(匿名)`); the original page refused an
 //! empty name or one containing whitespace, and this page keeps that rule so names stay easy to
-//! read and mention. On top of it come the server's own checks (length, control characters), so
-//! a name this module accepts is never refused by a server with default limits.
+//! read and mention. On top of it come the server's own checks, shared through
+//! [`Nickname::parse`] (`docs/protocol.md`, "Names": blank-looking ends trimmed, length,
+//! control, text-direction and invisible characters, NFC), so a name this module accepts is
+//! never refused by a server with default limits, and is sent exactly as the server stores it.
 
-use chat_shared::{Nickname, TextError, DEFAULT_MAX_NAME_LEN};
+use chat_shared::{trim_name, Nickname, TextError, BRAILLE_PATTERN_BLANK, DEFAULT_MAX_NAME_LEN};
 
 /// Why a nickname typed in the form was refused. The `Display` text is shown under the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,29 +29,56 @@ pub enum NicknameError {
     /// The name contains an invisible control character, which the server refuses.
     #[error("A nickname cannot contain invisible control characters")]
     ControlCharacter,
+    /// The name contains an invisible character between visible ones (U+200B ZERO WIDTH SPACE,
+    /// U+200D ZERO WIDTH JOINER, a Hangul filler, ...), which would make it look like another
+    /// name; the server refuses it with `invalid_name`.
+    #[error(
+        "A nickname cannot contain invisible characters such as zero-width spaces or joiners (U+{code_point:04X})"
+    )]
+    Invisible {
+        /// The first offending code point.
+        code_point: u32,
+    },
+    /// The name contains a text-direction control (U+202E RIGHT-TO-LEFT OVERRIDE, ...), which
+    /// could reorder the text around it; the server refuses it with `invalid_name`.
+    #[error("A nickname cannot contain text-direction control characters (U+{code_point:04X})")]
+    TextDirection {
+        /// The first offending code point.
+        code_point: u32,
+    },
 }
 
-/// Checks a nickname typed in the form and returns it as the server will save it.
+/// Checks a nickname typed in the form and returns it as the server will save it (in NFC).
 ///
-/// Surrounding whitespace is dropped first (an autocompleted name often ends with a space);
-/// whitespace left inside the name is an error.
+/// Blank-looking characters around the name are dropped first (an autocompleted name often
+/// ends with a space; a pasted one may carry a zero-width space), by the shared [`trim_name`];
+/// whitespace left inside the name, U+2800 BRAILLE PATTERN BLANK included, is an error.
 ///
 /// # Errors
 /// [`NicknameError::Empty`], [`NicknameError::Whitespace`], [`NicknameError::TooLong`] over
-/// [`DEFAULT_MAX_NAME_LEN`] characters, [`NicknameError::ControlCharacter`].
+/// [`DEFAULT_MAX_NAME_LEN`] characters, [`NicknameError::ControlCharacter`],
+/// [`NicknameError::Invisible`], [`NicknameError::TextDirection`].
 pub fn parse_nickname(raw: &str) -> Result<Nickname, NicknameError> {
-    let trimmed = raw.trim();
-    if trimmed.is_empty() {
-        return Err(NicknameError::Empty);
-    }
-    if trimmed.chars().any(char::is_whitespace) {
+    let trimmed = trim_name(raw);
+    if trimmed
+        .chars()
+        .any(|c| c.is_whitespace() || c == BRAILLE_PATTERN_BLANK)
+    {
         return Err(NicknameError::Whitespace);
     }
-    // The shared check counts characters the way the server does and finds control characters.
-    Nickname::parse(trimmed, DEFAULT_MAX_NAME_LEN).map_err(|error| match error {
+    // The shared check is the server's own: it sees the raw text, so a text-direction control
+    // at an end (which trimming would drop) is refused here as the server would refuse it.
+    let name = Nickname::parse(raw, DEFAULT_MAX_NAME_LEN).map_err(|error| match error {
         TextError::TooLong { length, limit, .. } => NicknameError::TooLong { length, limit },
+        TextError::BidiControl { code_point } => NicknameError::TextDirection { code_point },
+        TextError::InvisibleCharacter { code_point } => NicknameError::Invisible { code_point },
         TextError::ControlCharacter { .. } | TextError::Empty => NicknameError::ControlCharacter,
-    })
+    })?;
+    if trimmed.is_empty() {
+        // The server would save it as the anonymous name; the page asks for a real one.
+        return Err(NicknameError::Empty);
+    }
+    Ok(name)
 }
 
 #[cfg(test)]
@@ -106,6 +135,64 @@ mod tests {
                 length: 33,
                 limit: 32
             })
+        );
+    }
+
+    #[test]
+    fn refuses_names_that_only_look_blank() {
+        for raw in [
+            "\u{200B}",
+            "\u{FEFF}",
+            "\u{3164}",
+            "\u{2800}",
+            " \u{115F}\u{1160} ",
+            "\u{AD}",
+        ] {
+            assert_eq!(
+                parse_nickname(raw),
+                Err(NicknameError::Empty),
+                "{raw:?} looks blank"
+            );
+        }
+    }
+
+    #[test]
+    fn a_zero_width_space_before_alice_is_alice() {
+        assert_eq!(
+            parse_nickname("\u{200B}alice").map(Nickname::into_string),
+            Ok("alice".to_owned())
+        );
+    }
+
+    #[test]
+    fn sends_the_name_in_nfc() {
+        assert_eq!(
+            parse_nickname("Jose\u{301}").map(Nickname::into_string),
+            Ok("Jos\u{E9}".to_owned())
+        );
+    }
+
+    #[test]
+    fn refuses_invisible_and_text_direction_characters_like_the_server() {
+        assert_eq!(
+            parse_nickname("al\u{200B}ice"),
+            Err(NicknameError::Invisible { code_point: 0x200B })
+        );
+        for raw in ["\u{202E}alice", "alice\u{2066}", "a\u{202E}b"] {
+            let error = parse_nickname(raw).expect_err(raw);
+            assert!(
+                matches!(error, NicknameError::TextDirection { .. }),
+                "{raw:?}: {error:?}"
+            );
+        }
+        assert_eq!(
+            parse_nickname("\u{202E}"),
+            Err(NicknameError::TextDirection { code_point: 0x202E }),
+            "refused, as the server would, rather than called blank"
+        );
+        assert!(
+            parse_nickname("a\u{2800}b").is_err(),
+            "braille blank is a space"
         );
     }
 

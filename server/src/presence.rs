@@ -2,7 +2,9 @@
 //! when it has not been seen for the hold time plus a grace period.
 //!
 //! The protocol has no client identity, so presence is keyed by nickname (the original page
-//! sent its name with every poll). Answers carry a snapshot of at most
+//! sent its name with every poll): its saved form, [`chat_shared::Nickname`] (blank-looking ends
+//! trimmed, Unicode NFC), so `alice` and `\u{200B}alice`, or the NFC and NFD spellings of
+//! `José`, are one name here. Answers carry a snapshot of at most
 //! [`chat_shared::MAX_ONLINE_NAMES`] names; the snapshot is rebuilt when someone arrives or
 //! leaves and at most once a second otherwise, so that a fan-out to thousands of held pops does
 //! not rebuild it thousands of times.

@@ -446,7 +446,19 @@ mod tests {
             ),
             (
                 "name=a%01&method=push&msg=hi&time=1",
+                ErrorCode::InvalidName,
+            ),
+            (
+                "name=a&method=push&msg=h%01i&time=1",
                 ErrorCode::ControlCharacter,
+            ),
+            (
+                "name=%E2%80%AEa&method=push&msg=hi&time=1",
+                ErrorCode::InvalidName,
+            ),
+            (
+                "name=a%E2%80%8Bb&method=exit&time=1",
+                ErrorCode::InvalidName,
             ),
         ];
         for (query, code) in cases {

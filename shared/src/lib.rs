@@ -29,7 +29,9 @@ pub use cursor::Cursor;
 pub use message::{Message, StoredMessage};
 pub use request::{encode_component, ChatRequest};
 pub use response::{Answer, ChatResponse, ErrorCode, WireError, MAX_ONLINE_NAMES};
-pub use text::{MessageText, Nickname, TextError};
+pub use text::{
+    is_blank_in_names, trim_name, MessageText, Nickname, TextError, BRAILLE_PATTERN_BLANK,
+};
 
 /// The port the original server listened on, kept so that old pages need no change.
 pub const DEFAULT_PORT: u16 = 8973;

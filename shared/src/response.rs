@@ -142,6 +142,10 @@ pub enum ErrorCode {
     TooManyParameters,
     /// `cid` is not 1 to 64 characters of `[A-Za-z0-9_-]`; nothing was saved.
     InvalidCid,
+    /// `name` contains a text-direction control (Unicode `Bidi_Control`) anywhere, or an
+    /// invisible character (`Default_Ignorable_Code_Point`) between its visible characters;
+    /// see `docs/protocol.md`, "Names".
+    InvalidName,
     /// Not a refusal: the page carries messages, but older ones after the request's `time`
     /// were trimmed from a bounded history (`--redis-max-len`); the page starts at the oldest
     /// kept.
@@ -150,7 +154,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::MessageTooLong,
         ErrorCode::NameTooLong,
         ErrorCode::EmptyMessage,
@@ -164,6 +168,7 @@ impl ErrorCode {
         ErrorCode::HistoryTrimmed,
         ErrorCode::TooManyParameters,
         ErrorCode::InvalidCid,
+        ErrorCode::InvalidName,
     ];
 
     /// The wire spelling, e.g. `"message_too_long"`.
@@ -182,6 +187,7 @@ impl ErrorCode {
             ErrorCode::HistoryTrimmed => "history_trimmed",
             ErrorCode::TooManyParameters => "too_many_parameters",
             ErrorCode::InvalidCid => "invalid_cid",
+            ErrorCode::InvalidName => "invalid_name",
         }
     }
 }

@@ -107,7 +107,9 @@ pub fn MessageList(props: &MessageListProps) -> Html {
                 tabindex="0"
                 {onscroll}
             >
-                { for props.messages.iter().map(|message| view_message(message, is_own(&props.own_names, message))) }
+                { for props.messages.iter().map(|message| {
+                    view_message(message, is_own(&props.own_names, message), local_time(message.time))
+                }) }
             </ol>
             if *unseen {
                 <button id="new-messages" type="button" class="new-messages" onclick={on_show_new}>
@@ -118,10 +120,13 @@ pub fn MessageList(props: &MessageListProps) -> Html {
     }
 }
 
-/// One `<li>`. Every piece of message content is a text node, which Yew escapes: no markup a
-/// sender writes is ever interpreted.
-fn view_message(message: &Message, own: bool) -> Html {
-    let (clock, full_date) = local_time(message.time);
+/// One `<li>`, given the message's `(clock, full_date)` from [`local_time`]. Every piece of
+/// message content is a text node, which Yew escapes: no markup a sender writes is ever
+/// interpreted. The name and the text each sit in their own `<bdi>` (direction isolate,
+/// direction from their own first strong character), so that a text-direction control inside
+/// them (U+202E RIGHT-TO-LEFT OVERRIDE, an unclosed U+2067 isolate) cannot reorder the name,
+/// the time or the words around them.
+fn view_message(message: &Message, own: bool, (clock, full_date): (String, String)) -> Html {
     let kind = message_kind(message);
     let classes = classes!(
         "message",
@@ -140,13 +145,13 @@ fn view_message(message: &Message, own: bool) -> Html {
         MessageKind::Text => html! {
             <>
                 <div class="meta">
-                    <span class="name">{ message.name.clone() }</span>
+                    <bdi class="name">{ message.name.clone() }</bdi>
                     if own {
                         <span class="visually-hidden">{ " (you)" }</span>
                     }
                     { time }
                 </div>
-                <p class="text">{ message.msg.clone() }</p>
+                <p class="text"><bdi>{ message.msg.clone() }</bdi></p>
             </>
         },
         MessageKind::Joined | MessageKind::Left => {
@@ -157,9 +162,9 @@ fn view_message(message: &Message, own: bool) -> Html {
             };
             html! {
                 <p class="text">
-                    <span class="name">{ message.name.clone() }</span>
+                    <bdi class="name">{ message.name.clone() }</bdi>
                     { format!(" {verb} ") }
-                    <span class="original" lang="zh">{ format!("({})", message.msg) }</span>
+                    <span class="original" lang="zh">{ "(" }<bdi>{ message.msg.clone() }</bdi>{ ")" }</span>
                     { " " }
                     { time }
                 </p>
@@ -188,5 +193,74 @@ fn is_at_bottom(list: &Element) -> bool {
 fn scroll_to_bottom(list_ref: &NodeRef) {
     if let Some(list) = list_ref.cast::<Element>() {
         list.set_scroll_top(list.scroll_height());
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Every text node of `node` with the tags enclosing it, outermost first.
+    pub(crate) fn texts_with_ancestors(node: &Html) -> Vec<(String, Vec<String>)> {
+        fn walk(node: &Html, ancestors: &mut Vec<String>, found: &mut Vec<(String, Vec<String>)>) {
+            match node {
+                Html::VTag(tag) => {
+                    ancestors.push(tag.tag().to_owned());
+                    if let Some(children) = tag.children() {
+                        walk(children, ancestors, found);
+                    }
+                    ancestors.pop();
+                }
+                Html::VList(list) => {
+                    for child in list.iter() {
+                        walk(child, ancestors, found);
+                    }
+                }
+                Html::VText(text) => found.push((text.text.to_string(), ancestors.clone())),
+                _ => {}
+            }
+        }
+        let mut found = Vec::new();
+        walk(node, &mut Vec::new(), &mut found);
+        found
+    }
+
+    /// The tags enclosing the text node that is exactly `text`.
+    pub(crate) fn ancestors_of(node: &Html, text: &str) -> Vec<String> {
+        texts_with_ancestors(node)
+            .into_iter()
+            .find(|(found, _)| found == text)
+            .map(|(_, ancestors)| ancestors)
+            .unwrap_or_else(|| panic!("no text node {text:?} in {node:?}"))
+    }
+
+    #[test]
+    fn a_right_to_left_override_in_a_message_is_isolated_from_the_name_and_time() {
+        let clock = ("12:00".to_owned(), "2015-01-01T00:00:00.000Z".to_owned());
+        let name = "ali\u{202E}ce";
+        let cases = [
+            ("a text", "abc\u{202E}def"),
+            ("a join", chat_shared::JOIN_MESSAGE),
+            ("a leave", chat_shared::EXIT_MESSAGE),
+        ];
+        for (what, msg) in cases {
+            let message = Message::new(name, msg, 1_420_070_400_000);
+            for own in [false, true] {
+                let html = view_message(&message, own, clock.clone());
+                for text in [name, msg] {
+                    let ancestors = ancestors_of(&html, text);
+                    assert_eq!(
+                        ancestors.last().map(String::as_str),
+                        Some("bdi"),
+                        "{what}: {text:?} sits directly in a <bdi>: {ancestors:?}"
+                    );
+                }
+                let time = ancestors_of(&html, "12:00");
+                assert!(
+                    !time.iter().any(|tag| tag == "bdi"),
+                    "{what}: the time is outside every isolate: {time:?}"
+                );
+            }
+        }
     }
 }

@@ -27,20 +27,41 @@ pub fn OnlineList(props: &OnlineListProps) -> Html {
                 { "Online " }<span id="online-count" class="count">{ props.count }</span>
             </h2>
             <ul id="online-list" class="online-list">
-                { for props.names.iter().map(|name| {
-                    let own = *name == props.own_name;
-                    html! {
-                        // The text is the name alone (tests and scripts read it); "(you)"
-                        // comes from CSS.
-                        <li key={name.clone()} class={classes!(own.then_some("own"))}>
-                            { name.clone() }
-                        </li>
-                    }
-                }) }
+                { for props.names.iter().map(|name| view_name(name, *name == props.own_name)) }
             </ul>
             if unlisted > 0 {
                 <p class="hint">{ format!("and {unlisted} more") }</p>
             }
         </aside>
+    }
+}
+
+/// One entry: its text is the name alone (tests and scripts read it; "(you)" comes from CSS),
+/// inside a `<bdi>` so that a right-to-left name, or a text-direction character in a name saved
+/// before names were checked, cannot reorder the "(you)" mark or the next entries.
+fn view_name(name: &str, own: bool) -> Html {
+    html! {
+        <li key={name.to_owned()} class={classes!(own.then_some("own"))}>
+            <bdi>{ name.to_owned() }</bdi>
+        </li>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::components::message_list::tests::ancestors_of;
+
+    #[test]
+    fn each_online_name_is_isolated_in_a_bdi() {
+        for name in ["alice", "\u{5D0}\u{5D1}", "a\u{202E}b"] {
+            for own in [false, true] {
+                assert_eq!(
+                    ancestors_of(&view_name(name, own), name),
+                    ["li", "bdi"],
+                    "{name:?}"
+                );
+            }
+        }
     }
 }

@@ -35,7 +35,17 @@ async fn bad_input_is_refused_through_the_callback_and_nothing_is_stored() {
         (
             "control character in a name",
             "/?name=a%07&method=push&msg=x&time=5&callback=cb",
-            "control_character",
+            "invalid_name",
+        ),
+        (
+            "text-direction control in a name",
+            "/?name=a%E2%80%AE&method=push&msg=x&time=5&callback=cb",
+            "invalid_name",
+        ),
+        (
+            "invisible character inside a name",
+            "/?name=a%E2%80%8Bb&method=push&msg=x&time=5&callback=cb",
+            "invalid_name",
         ),
         (
             "NUL in a message",

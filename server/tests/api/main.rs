@@ -14,6 +14,7 @@ mod framing;
 mod long_poll;
 mod methods;
 mod metrics;
+mod names;
 mod page;
 mod process;
 mod protocol;
