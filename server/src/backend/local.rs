@@ -19,7 +19,9 @@ use std::thread::JoinHandle;
 use chat_shared::{Cursor, Message};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{BackendError, Draft, Flush, MessageBackend, Recent};
+use super::{
+    backoff_with_jitter, BackendError, BackendStatus, Draft, Flush, MessageBackend, Recent,
+};
 use crate::clock::Clock;
 use crate::pages::{newest_whole_groups, take_page};
 use crate::storage::{ChunkIndex, Loaded, StorageError, Store};
@@ -111,6 +113,9 @@ struct Shared {
     newest: watch::Sender<u64>,
     /// What the writer does once the appends end.
     flush_on_close: Mutex<Flush>,
+    /// Why saves fail right now (the last failed group commit's error), until an append or a
+    /// probe of the storage succeeds again.
+    failure: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -120,6 +125,35 @@ impl Shared {
         self.tail
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn failure(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Notes that a group commit failed with `error`: logged at ERROR when the storage was
+    /// working until now, at debug level while it keeps failing.
+    fn failed(&self, error: &StorageError, n_messages: usize) {
+        let mut failure = self.failure();
+        if failure.is_none() {
+            tracing::error!(error = %error, n_messages, "could not save messages; saves fail until the storage works again (retried with backoff)");
+        } else {
+            tracing::debug!(error = %error, n_messages, "could not save messages");
+        }
+        *failure = Some(error.to_string());
+    }
+
+    /// Notes that the storage works (again).
+    fn working(&self) {
+        if self.failure().take().is_some() {
+            tracing::info!("the storage works again; saves are stored");
+        }
+    }
+
+    fn is_failing(&self) -> bool {
+        self.failure().is_some()
     }
 
     fn write_tail(&self) -> std::sync::RwLockWriteGuard<'_, Tail> {
@@ -181,6 +215,7 @@ impl LocalBackend {
             chunks,
             newest: watch::channel(newest_time).0,
             flush_on_close: Mutex::new(Flush::Compact),
+            failure: Mutex::new(None),
         });
         let (sender, receiver) = mpsc::channel(COMMAND_QUEUE);
         let writer = spawn_writer(
@@ -283,6 +318,13 @@ impl MessageBackend for LocalBackend {
             .load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    fn status(&self) -> BackendStatus {
+        match self.shared.failure().as_ref() {
+            None => BackendStatus::Ok,
+            Some(error) => BackendStatus::Degraded(format!("saves fail: {error}")),
+        }
+    }
+
     async fn close(&self, flush: Flush) {
         *self
             .shared
@@ -364,13 +406,49 @@ fn spawn_writer(
     clock: Arc<dyn Clock>,
     telemetry: Telemetry,
 ) -> std::io::Result<JoinHandle<()>> {
+    // Only for timed waits while the storage fails; the thread otherwise blocks on the queue.
+    let timer = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()?;
     std::thread::Builder::new()
         .name("chat-writer".to_owned())
         .spawn(move || {
             let mut batch: Vec<Append> = Vec::with_capacity(64);
             let mut messages: Vec<Message> = Vec::with_capacity(64);
             let mut slots: Vec<Slot> = Vec::with_capacity(64);
-            while let Some(first) = appends.blocking_recv() {
+            let mut failed_probes = 0u32;
+            loop {
+                let first = if shared.is_failing() {
+                    // Saves fail: probe the storage with backoff until it works, so that it
+                    // recovers (and /healthz says so) without waiting for a save.
+                    let delay = backoff_with_jitter(failed_probes);
+                    // The timer is made inside `block_on`: it needs the runtime's clock.
+                    let next = timer.block_on(async {
+                        tokio::time::timeout(delay, appends.recv()).await
+                    });
+                    match next {
+                        Ok(Some(first)) => first,
+                        Ok(None) => break,
+                        Err(_elapsed) => {
+                            match store.probe() {
+                                Ok(()) => {
+                                    failed_probes = 0;
+                                    shared.working();
+                                }
+                                Err(error) => {
+                                    failed_probes = failed_probes.saturating_add(1);
+                                    tracing::debug!(error = %error, "the storage still fails");
+                                }
+                            }
+                            continue;
+                        }
+                    }
+                } else {
+                    match appends.blocking_recv() {
+                        Some(first) => first,
+                        None => break,
+                    }
+                };
                 let mut n_drafts = first.drafts.len();
                 batch.push(first);
                 while n_drafts < MAX_BATCH {
@@ -422,10 +500,11 @@ fn spawn_writer(
                             messages.len() as u64,
                             std::sync::atomic::Ordering::SeqCst,
                         );
+                        shared.working();
                         Ok(())
                     }
                     Err(error) => {
-                        tracing::error!(error = %error, n_messages = messages.len(), "could not save messages");
+                        shared.failed(&error, messages.len());
                         Err(Arc::new(error))
                     }
                 };

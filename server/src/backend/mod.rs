@@ -16,12 +16,28 @@ pub mod redis;
 
 use std::fmt::Debug;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chat_shared::{ClientMessageId, Cursor, Message, MessageText, Nickname};
 use tokio::sync::watch;
 
 use crate::presence::OnlineSnapshot;
 use crate::storage::StorageError;
+
+/// Retries of a failed backend (Redis unreachable, a data folder that cannot be written) wait
+/// from this …
+pub const RETRY_MIN: Duration = Duration::from_millis(100);
+/// … doubling up to this, with full jitter.
+pub const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Full-jitter exponential backoff: a random delay up to `min(RETRY_MAX, RETRY_MIN · 2^n)`
+/// after `n_failures` failures in a row.
+pub fn backoff_with_jitter(n_failures: u32) -> Duration {
+    let ceiling = RETRY_MIN
+        .saturating_mul(1u32 << n_failures.min(16))
+        .min(RETRY_MAX);
+    ceiling.mul_f64(rand::random::<f64>())
+}
 
 /// A message to store: validated, not yet timed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -30,7 +30,10 @@ use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
 use redis::Value;
 use tokio::sync::watch;
 
-use super::{BackendError, BackendStatus, Draft, Flush, MessageBackend, PresenceStore, Recent};
+use super::{
+    backoff_with_jitter, BackendError, BackendStatus, Draft, Flush, MessageBackend, PresenceStore,
+    Recent, RETRY_MAX,
+};
 use crate::presence::{OnlineSnapshot, Presence};
 use crate::storage::StorageError;
 
@@ -107,11 +110,6 @@ return times
 
 /// How long one `XREAD` blocks before the loop refreshes its figures, in ms.
 const XREAD_BLOCK_MS: usize = 5_000;
-
-/// Backoff of the read loop after a failure: from this …
-const RETRY_MIN: Duration = Duration::from_millis(100);
-/// … doubling up to this, with full jitter.
-const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// How often presence is written to and read from Redis.
 const PRESENCE_SYNC_EVERY: Duration = Duration::from_millis(500);
@@ -417,14 +415,6 @@ async fn read_loop(
             }
         }
     }
-}
-
-/// Full-jitter exponential backoff: a random delay up to `min(RETRY_MAX, RETRY_MIN · 2^n)`.
-fn backoff_with_jitter(n_failures: u32) -> Duration {
-    let ceiling = RETRY_MIN
-        .saturating_mul(1u32 << n_failures.min(16))
-        .min(RETRY_MAX);
-    ceiling.mul_f64(rand::random::<f64>())
 }
 
 #[async_trait::async_trait]

@@ -468,6 +468,15 @@ impl Store {
         Ok(AppendReport { fsync, compaction })
     }
 
+    /// Whether an append would work right now, found without storing anything (see
+    /// [`wal::Wal::probe`]).
+    ///
+    /// # Errors
+    /// [`StorageError::Io`] while the write-ahead log cannot be written.
+    pub fn probe(&mut self) -> Result<(), StorageError> {
+        self.wal.probe()
+    }
+
     /// [`Store::append`], or nothing at all (no write, no fsync) for an empty batch, such as a
     /// group commit of retried saves only.
     ///

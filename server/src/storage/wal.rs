@@ -22,6 +22,9 @@ use super::StorageError;
 /// The log's file name inside the data folder.
 pub const WAL_FILE: &str = "wal.log";
 
+/// A group commit of no records: what [`Wal::probe`] writes.
+const EMPTY_BATCH: &[u8] = b"commit 0 00000000\n";
+
 /// An open write-ahead log, positioned at its end.
 #[derive(Debug)]
 pub struct Wal {
@@ -32,7 +35,8 @@ pub struct Wal {
     /// How many records it holds.
     n_records: usize,
     /// A failed append could not be cut back: the end of the file holds garbage, so nothing
-    /// more may be appended behind it (the next start cuts it off as a torn tail).
+    /// more may be appended behind it until a later cut succeeds (or the next start cuts it
+    /// off as a torn tail).
     broken: bool,
 }
 
@@ -190,12 +194,7 @@ impl Wal {
         records: &[u8],
         n_records: usize,
     ) -> Result<std::time::Duration, StorageError> {
-        if self.broken {
-            let error = std::io::Error::other(
-                "an earlier failed write could not be undone; restart the server",
-            );
-            return Err(StorageError::io(&self.path, error));
-        }
+        self.recover()?;
         let mut fsync_time = std::time::Duration::ZERO;
         let result = self.file.write_all(records).and_then(|()| {
             let started = std::time::Instant::now();
@@ -219,6 +218,45 @@ impl Wal {
         self.len += records.len() as u64;
         self.n_records += n_records;
         Ok(fsync_time)
+    }
+
+    /// Cuts off what a failed append left behind it, if an earlier attempt could not (the file
+    /// was not writable then): the log is whole again.
+    fn recover(&mut self) -> Result<(), StorageError> {
+        if self.broken {
+            self.file
+                .set_len(self.len)
+                .and_then(|()| self.file.sync_data())
+                .map_err(|source| StorageError::io(&self.path, source))?;
+            self.broken = false;
+            tracing::info!(path = %self.path.display(), "cut a failed write off the write-ahead log; appending again");
+        }
+        Ok(())
+    }
+
+    /// Checks that the log can take an append right now, as an append would (a write and an
+    /// fsync), without adding anything: it writes an empty batch (`commit 0 00000000`, valid
+    /// if it stayed) and cuts it off again. Used to find out when storage that failed works
+    /// again, without waiting for a save.
+    ///
+    /// # Errors
+    /// [`StorageError::Io`] when the write, the fsync or the cut fails.
+    pub fn probe(&mut self) -> Result<(), StorageError> {
+        self.recover()?;
+        let written = self
+            .file
+            .write_all(EMPTY_BATCH)
+            .and_then(|()| self.file.sync_data());
+        let cut = self
+            .file
+            .set_len(self.len)
+            .and_then(|()| self.file.sync_data());
+        if cut.is_err() {
+            self.broken = true;
+        }
+        written
+            .and(cut)
+            .map_err(|source| StorageError::io(&self.path, source))
     }
 
     /// Empties the log after its records were compacted into the JSON files.
@@ -263,6 +301,51 @@ mod tests {
         let (wal, loaded) = Wal::open(dir.path()).expect("reopens");
         assert_eq!(loaded, [message(1), message(2), message(3)]);
         assert_eq!(wal.n_records(), 3);
+    }
+
+    /// A file that refuses writes and cuts, as after `chattr +i wal.log` or a disk gone
+    /// read-only: the append fails and cannot be cut back. Once the file takes writes again,
+    /// the next append (or a probe) cuts the failed write off and the log goes on, with
+    /// nothing of the failed batch in it; before, every append failed until a restart.
+    #[test]
+    fn a_log_that_could_not_be_cut_back_recovers_once_the_file_is_writable_again() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut wal, _) = Wal::open(dir.path()).expect("opens");
+        wal.append(&encode_batch(&[message(1)]), 1)
+            .expect("appends");
+        let writable = std::mem::replace(
+            &mut wal.file,
+            File::open(dir.path().join(WAL_FILE)).expect("opens read-only"),
+        );
+        assert!(wal.append(&encode_batch(&[message(2)]), 1).is_err());
+        assert!(wal.broken, "the cut failed too");
+        assert!(wal.probe().is_err(), "still not writable");
+        wal.file = writable;
+        wal.probe().expect("writable again");
+        assert!(!wal.broken);
+        wal.append(&encode_batch(&[message(3)]), 1)
+            .expect("appends again");
+        drop(wal);
+        let (wal, loaded) = Wal::open(dir.path()).expect("reopens");
+        assert_eq!(loaded, [message(1), message(3)]);
+        assert_eq!(wal.n_records(), 2);
+    }
+
+    #[test]
+    fn a_probe_leaves_the_log_as_it_was() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut wal, _) = Wal::open(dir.path()).expect("opens");
+        wal.append(&encode_batch(&[message(1)]), 1)
+            .expect("appends");
+        let before = fs::read(dir.path().join(WAL_FILE)).expect("reads");
+        wal.probe().expect("probes");
+        assert_eq!(fs::read(dir.path().join(WAL_FILE)).expect("reads"), before);
+        // An empty batch left by a probe cut short is a valid batch of nothing.
+        let mut with_probe = before.clone();
+        with_probe.extend_from_slice(EMPTY_BATCH);
+        let (loaded, len) = open_with(&with_probe);
+        assert_eq!(loaded.expect("loads"), [message(1)]);
+        assert_eq!(len, with_probe.len() as u64);
     }
 
     fn open_with(bytes: &[u8]) -> (Result<Vec<Message>, StorageError>, u64) {

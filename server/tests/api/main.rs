@@ -21,3 +21,4 @@ mod protocol;
 mod restart;
 mod retries;
 mod storage;
+mod storage_outage;
