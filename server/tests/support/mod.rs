@@ -89,11 +89,19 @@ pub async fn spawn_app_on(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::
 
 /// Starts a server with a fresh data folder and a frozen [`manual_clock`] the test can move.
 pub async fn spawn_app_with_clock() -> (TestApp, Arc<ManualClock>) {
+    spawn_app_with_clock_and(|_| {}).await
+}
+
+/// Starts a server with a fresh data folder, settings changed by `adjust`, and a frozen
+/// [`manual_clock`] the test can move (message times, presence and save rate limits follow it).
+pub async fn spawn_app_with_clock_and(
+    adjust: impl FnOnce(&mut Settings),
+) -> (TestApp, Arc<ManualClock>) {
     let clock = manual_clock();
     let temp_dir = tempfile::tempdir().unwrap();
-    let mut app = spawn_app_on(test_settings(temp_dir.path()), clock.clone())
-        .await
-        .unwrap();
+    let mut settings = test_settings(temp_dir.path());
+    adjust(&mut settings);
+    let mut app = spawn_app_on(settings, clock.clone()).await.unwrap();
     app.temp_dir = Some(temp_dir);
     (app, clock)
 }
