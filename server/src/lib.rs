@@ -23,6 +23,7 @@ pub mod handover;
 pub mod hangup;
 pub mod jsonp;
 pub mod limits;
+pub mod logging;
 pub mod pages;
 pub mod presence;
 pub mod protocol;

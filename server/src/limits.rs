@@ -7,24 +7,59 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use governor::clock::{Clock as _, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::clock::Clock as _;
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DashMapStateStore;
+use governor::{Quota, RateLimiter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::clock::Clock;
+
+/// The server's [`Clock`], as `governor` reads time: its monotonic reading, so that a test's
+/// [`crate::clock::ManualClock`] refills allowances when the test lets time pass, and a step of
+/// the wall clock refills nothing.
+#[derive(Clone)]
+struct MonotonicClock(Arc<dyn Clock>);
+
+impl std::fmt::Debug for MonotonicClock {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_tuple("MonotonicClock")
+            .field(&self.0.monotonic())
+            .finish()
+    }
+}
+
+impl governor::clock::Clock for MonotonicClock {
+    /// Time since the clock's start (`governor` implements its `Reference` for `Duration`).
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        self.0.monotonic()
+    }
+}
+
+/// One token bucket per client address, on the server's clock.
+type KeyedLimiter =
+    RateLimiter<IpAddr, DashMapStateStore<IpAddr>, MonotonicClock, NoOpMiddleware<Duration>>;
 
 /// Saves (join, push, exit) per client address: a burst, then a steady rate.
 #[derive(Debug)]
 pub struct SaveRateLimiter {
-    limiter: DefaultKeyedRateLimiter<IpAddr>,
-    clock: DefaultClock,
+    limiter: KeyedLimiter,
 }
 
 impl SaveRateLimiter {
-    /// `burst` saves at once, then `per_second` saves a second, per address.
-    pub fn new(burst: NonZeroU32, per_second: NonZeroU32) -> SaveRateLimiter {
+    /// `burst` saves at once, then `per_second` saves a second, per address, measured on
+    /// `clock`'s monotonic reading ([`Clock::monotonic`]).
+    pub fn new(
+        burst: NonZeroU32,
+        per_second: NonZeroU32,
+        clock: Arc<dyn Clock>,
+    ) -> SaveRateLimiter {
         let quota = Quota::per_second(per_second).allow_burst(burst);
         SaveRateLimiter {
-            limiter: RateLimiter::keyed(quota),
-            clock: DefaultClock::default(),
+            limiter: RateLimiter::dashmap_with_clock(quota, MonotonicClock(clock)),
         }
     }
 
@@ -35,7 +70,7 @@ impl SaveRateLimiter {
     pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
         self.limiter
             .check_key(&ip)
-            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+            .map_err(|not_until| not_until.wait_time_from(self.limiter.clock().now()))
     }
 
     /// Forgets addresses whose allowance is full again, so the table does not grow forever.
@@ -169,6 +204,7 @@ pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted_proxies: &[I
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
 
     fn ip(text: &str) -> IpAddr {
         text.parse().expect("valid address")
@@ -221,23 +257,36 @@ mod tests {
     }
 
     #[test]
-    fn saves_get_a_burst_then_are_refused_with_a_wait() {
+    fn saves_get_a_burst_then_are_refused_until_the_rate_refills_the_allowance() {
+        let clock = Arc::new(ManualClock::new(0));
         let limiter = SaveRateLimiter::new(
             NonZeroU32::new(3).expect("non-zero"),
             NonZeroU32::new(1).expect("non-zero"),
+            clock.clone(),
         );
         let a = ip("1.1.1.1");
-        for _ in 0..3 {
-            assert!(limiter.check(a).is_ok());
+        for n in 0..3 {
+            assert!(limiter.check(a).is_ok(), "save {n} of the burst");
         }
         let wait = limiter.check(a).expect_err("over the burst");
-        assert!(
-            wait > Duration::ZERO && wait <= Duration::from_secs(1),
-            "{wait:?}"
-        );
+        assert_eq!(wait, Duration::from_secs(1), "one save a second");
         assert!(
             limiter.check(ip("2.2.2.2")).is_ok(),
             "other addresses are not affected"
         );
+        clock.advance(Duration::from_millis(999));
+        assert_eq!(
+            limiter.check(a),
+            Err(Duration::from_millis(1)),
+            "not refilled a millisecond early"
+        );
+        clock.set(u64::MAX / 2);
+        assert!(
+            limiter.check(a).is_err(),
+            "a step of the wall clock refills nothing"
+        );
+        clock.advance(Duration::from_millis(1));
+        assert!(limiter.check(a).is_ok(), "refilled after a second");
+        assert!(limiter.check(a).is_err(), "by one save only");
     }
 }

@@ -2,7 +2,6 @@
 //! socket activation, or taken over from a running process), serve, and stop cleanly on SIGINT
 //! or SIGTERM.
 
-use std::io::IsTerminal;
 use std::net::TcpListener;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,17 +9,16 @@ use std::sync::Arc;
 use anyhow::Context;
 use chat_server::backend::redis;
 use chat_server::clock::SystemClock;
-use chat_server::config::{Command, LogFormat};
+use chat_server::config::Command;
 use chat_server::startup::{raise_open_file_limit, Handover};
 use chat_server::storage::{LockWait, StorageError, Store};
 use chat_server::{Application, ListenerSource, Listeners, Settings};
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let settings = Settings::parse();
-    init_logging(settings.log_format);
     if let Some(command) = settings.command.clone() {
+        let _client_faults = chat_server::logging::init(settings.log_format);
         let result = actix_web::rt::System::new().block_on(run_tool(command, settings));
         return match result {
             Ok(()) => ExitCode::SUCCESS,
@@ -33,6 +31,7 @@ fn main() -> ExitCode {
     // Read before any other thread starts: listenfd clears the variables it reads, so that
     // child processes do not inherit them.
     let inherited = listenfd::ListenFd::from_env().take_tcp_listener(0);
+    let client_faults = chat_server::logging::init(settings.log_format);
     raise_open_file_limit(settings.max_polls as u64 + 1024);
     let result = actix_web::rt::System::new().block_on(async move {
         let inherited = anyhow::Context::context(
@@ -41,6 +40,7 @@ fn main() -> ExitCode {
         )?;
         run(settings, inherited).await
     });
+    client_faults.summarize();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -48,17 +48,6 @@ fn main() -> ExitCode {
             eprintln!("chat-server: {error:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
-        LogFormat::Json => builder.json().with_current_span(false).init(),
     }
 }
 

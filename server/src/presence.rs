@@ -11,12 +11,13 @@
 
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chat_shared::{ANONYMOUS_NAME, MAX_ONLINE_NAMES};
 use serde_json::value::RawValue;
 
 use crate::backend::PresenceStore;
+use crate::clock::Clock;
 
 /// How often an unchanged snapshot is rebuilt to notice names that timed out.
 const SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(1);
@@ -66,8 +67,9 @@ impl Default for OnlineSnapshot {
 
 #[derive(Debug, Default)]
 struct Seen {
-    /// When the name was last seen (a save, a pop asked or answered).
-    last_seen: Option<Instant>,
+    /// When the name was last seen (a save, a pop asked or answered), on the clock's monotonic
+    /// reading ([`Clock::monotonic`]).
+    last_seen: Option<Duration>,
     /// Pops held right now under this name.
     n_held: usize,
     /// The name said `exit`; the pops it still holds (the closing page's own) do not keep it
@@ -76,8 +78,13 @@ struct Seen {
 }
 
 impl Seen {
-    fn is_online(&self, now: Instant, linger: Duration) -> bool {
-        !self.left && (self.n_held > 0 || self.last_seen.is_some_and(|at| now - at < linger))
+    /// `now` on the clock's monotonic reading.
+    fn is_online(&self, now: Duration, linger: Duration) -> bool {
+        !self.left
+            && (self.n_held > 0
+                || self
+                    .last_seen
+                    .is_some_and(|at| now.saturating_sub(at) < linger))
     }
 }
 
@@ -85,16 +92,29 @@ impl Seen {
 struct PresenceState {
     names: HashMap<String, Seen>,
     snapshot: Arc<OnlineSnapshot>,
-    built_at: Instant,
+    /// When the snapshot was built, on the clock's monotonic reading.
+    built_at: Duration,
     dirty: bool,
 }
 
 /// The online list. Cheap to share behind an `Arc`.
-#[derive(Debug)]
 pub struct Presence {
     state: Mutex<PresenceState>,
     /// How long after it was last seen a name without a held pop stays online.
     linger: Duration,
+    /// Measures `linger` and the snapshot's age, with its monotonic reading (a step of the
+    /// wall clock neither expires names nor keeps them).
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Presence {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Presence")
+            .field("state", &self.state)
+            .field("linger", &self.linger)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Whether a name takes part in presence: the anonymous placeholder does not (many people
@@ -105,16 +125,17 @@ fn counts(name: &str) -> bool {
 
 impl Presence {
     /// A name stays online for `linger` (the hold time plus a grace period) after it was
-    /// last seen.
-    pub fn new(linger: Duration) -> Presence {
+    /// last seen, as measured by `clock`'s monotonic reading ([`Clock::monotonic`]).
+    pub fn new(linger: Duration, clock: Arc<dyn Clock>) -> Presence {
         Presence {
             state: Mutex::new(PresenceState {
                 names: HashMap::new(),
                 snapshot: Arc::default(),
-                built_at: Instant::now(),
+                built_at: clock.monotonic(),
                 dirty: false,
             }),
             linger,
+            clock,
         }
     }
 
@@ -130,7 +151,7 @@ impl Presence {
             return;
         }
         let mut state = self.lock();
-        let now = Instant::now();
+        let now = self.clock.monotonic();
         let is_new = match state.names.get_mut(name) {
             Some(seen) => {
                 let was_online = seen.is_online(now, self.linger);
@@ -169,7 +190,7 @@ impl Presence {
         if let Some(seen) = state.names.get_mut(name) {
             seen.n_held = seen.n_held.saturating_sub(1);
             if !seen.left {
-                seen.last_seen = Some(Instant::now());
+                seen.last_seen = Some(self.clock.monotonic());
             }
         }
     }
@@ -191,7 +212,7 @@ impl Presence {
     /// Every name online now, in no order (uncapped; for sharing presence between instances).
     pub fn online_names(&self) -> Vec<String> {
         let state = self.lock();
-        let now = Instant::now();
+        let now = self.clock.monotonic();
         state
             .names
             .iter()
@@ -203,8 +224,8 @@ impl Presence {
     /// The current online list (rebuilt when stale).
     pub fn snapshot(&self) -> Arc<OnlineSnapshot> {
         let mut state = self.lock();
-        let now = Instant::now();
-        if state.dirty || now - state.built_at >= SNAPSHOT_MAX_AGE {
+        let now = self.clock.monotonic();
+        if state.dirty || now.saturating_sub(state.built_at) >= SNAPSHOT_MAX_AGE {
             let linger = self.linger;
             state
                 .names
@@ -264,10 +285,17 @@ impl PresenceStore for Presence {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
+
+    /// Presence lingering for `linger`, on a clock the test moves.
+    fn presence_on_manual_clock(linger: Duration) -> (Presence, Arc<ManualClock>) {
+        let clock = Arc::new(ManualClock::new(1_420_070_400_000));
+        (Presence::new(linger, clock.clone()), clock)
+    }
 
     #[test]
     fn names_come_and_go() {
-        let presence = Arc::new(Presence::new(Duration::from_secs(60)));
+        let (presence, _clock) = presence_on_manual_clock(Duration::from_secs(60));
         presence.seen("bob");
         presence.seen("alice");
         presence.seen(ANONYMOUS_NAME);
@@ -279,24 +307,75 @@ mod tests {
 
     #[test]
     fn a_held_pop_keeps_a_name_online_past_the_linger_time() {
-        let presence = Arc::new(Presence::new(Duration::from_millis(1)));
+        let linger = Duration::from_secs(10);
+        let (presence, clock) = presence_on_manual_clock(linger);
         assert!(presence.hold("carol"));
-        std::thread::sleep(Duration::from_millis(5));
         presence.seen("dave");
-        assert_eq!(presence.snapshot().names, ["carol", "dave"]);
-        presence.release("carol");
-        std::thread::sleep(Duration::from_millis(5));
+        clock.advance(linger - Duration::from_millis(1));
+        assert_eq!(
+            presence.online_names().len(),
+            2,
+            "both are online until the linger time has passed"
+        );
+        clock.advance(Duration::from_millis(1));
         presence.seen("erin");
         assert_eq!(
             presence.snapshot().names,
-            ["erin"],
-            "carol and dave timed out"
+            ["carol", "erin"],
+            "dave timed out, carol's held pop keeps her"
+        );
+        presence.release("carol");
+        clock.advance(linger - Duration::from_millis(1));
+        let mut online = presence.online_names();
+        online.sort();
+        assert_eq!(
+            online,
+            ["carol", "erin"],
+            "carol lingers from the end of her pop"
+        );
+        clock.advance(Duration::from_millis(1));
+        presence.seen("frank");
+        assert_eq!(
+            presence.snapshot().names,
+            ["frank"],
+            "carol and erin timed out"
+        );
+    }
+
+    #[test]
+    fn a_step_of_the_wall_clock_neither_expires_names_nor_keeps_them() {
+        let linger = Duration::from_secs(10);
+        let (presence, clock) = presence_on_manual_clock(linger);
+        presence.seen("gina");
+        clock.set(clock.now_ms() + 3_600_000);
+        assert_eq!(presence.online_names(), ["gina"], "a step forward");
+        clock.set(clock.now_ms() - 7_200_000);
+        clock.advance(linger);
+        assert!(presence.online_names().is_empty(), "a step back");
+    }
+
+    #[test]
+    fn an_unchanged_snapshot_is_rebuilt_once_it_is_a_second_old() {
+        let linger = Duration::from_millis(500);
+        let (presence, clock) = presence_on_manual_clock(linger);
+        presence.seen("hugo");
+        assert_eq!(presence.snapshot().names, ["hugo"]);
+        clock.advance(linger);
+        assert_eq!(
+            presence.snapshot().names,
+            ["hugo"],
+            "nobody came or left: the snapshot is kept"
+        );
+        clock.advance(SNAPSHOT_MAX_AGE - linger);
+        assert!(
+            presence.snapshot().names.is_empty(),
+            "rebuilt: hugo timed out"
         );
     }
 
     #[test]
     fn the_closing_page_s_own_held_pop_does_not_bring_it_back_after_exit() {
-        let presence = Arc::new(Presence::new(Duration::from_secs(60)));
+        let (presence, _clock) = presence_on_manual_clock(Duration::from_secs(60));
         assert!(presence.hold("frank"));
         presence.left("frank");
         assert!(presence.snapshot().names.is_empty());
@@ -312,7 +391,7 @@ mod tests {
 
     #[test]
     fn the_list_is_capped_but_the_count_is_not() {
-        let presence = Presence::new(Duration::from_secs(60));
+        let (presence, _clock) = presence_on_manual_clock(Duration::from_secs(60));
         for n in 0..(MAX_ONLINE_NAMES + 5) {
             presence.seen(&format!("user{n:03}"));
         }

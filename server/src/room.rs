@@ -515,7 +515,10 @@ mod tests {
         });
         let room = Room::start(
             backend.clone(),
-            Arc::new(Presence::new(Duration::from_secs(1))),
+            Arc::new(Presence::new(
+                Duration::from_secs(1),
+                Arc::new(crate::clock::SystemClock),
+            )),
             RoomLimits {
                 page_size: 10,
                 memory_messages: 10,

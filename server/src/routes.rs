@@ -624,15 +624,16 @@ mod tests {
         let settings = Settings::for_tests("127.0.0.1:0".parse().expect("address"), dir.to_owned());
         let loaded =
             crate::storage::Store::open(dir, 100, crate::storage::LockWait::Refuse).expect("opens");
-        let backend = crate::backend::local::LocalBackend::start(
-            loaded,
-            Arc::new(crate::clock::SystemClock),
-            Telemetry::new(),
-        )
-        .expect("starts");
+        let clock: Arc<dyn crate::clock::Clock> = Arc::new(crate::clock::SystemClock);
+        let backend =
+            crate::backend::local::LocalBackend::start(loaded, clock.clone(), Telemetry::new())
+                .expect("starts");
         let room = Room::start(
             Arc::new(backend),
-            Arc::new(crate::presence::Presence::new(Duration::from_secs(1))),
+            Arc::new(crate::presence::Presence::new(
+                Duration::from_secs(1),
+                clock.clone(),
+            )),
             crate::room::RoomLimits {
                 page_size: 100,
                 memory_messages: 100,
@@ -647,7 +648,7 @@ mod tests {
             held_polls: HeldPolls::new(10, 10),
             save_limiter: {
                 let hundred = std::num::NonZeroU32::new(100).expect("not zero");
-                SaveRateLimiter::new(hundred, hundred)
+                SaveRateLimiter::new(hundred, hundred, clock)
             },
             settings: Arc::new(settings),
             telemetry: Telemetry::new(),

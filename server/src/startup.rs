@@ -347,11 +347,18 @@ impl Application {
         };
         let (room, backend_name) = match &settings.backend {
             None => (
-                start_local_room(&settings, clock, lock_wait, telemetry.clone(), limits).await?,
+                start_local_room(
+                    &settings,
+                    clock.clone(),
+                    lock_wait,
+                    telemetry.clone(),
+                    limits,
+                )
+                .await?,
                 "local folder".to_owned(),
             ),
             Some(url) => (
-                start_redis_room(&settings, url, lock_wait, limits).await?,
+                start_redis_room(&settings, url, clock.clone(), lock_wait, limits).await?,
                 format!("redis {url} (prefix {})", settings.redis_prefix),
             ),
         };
@@ -368,7 +375,7 @@ impl Application {
         let state = web::Data::new(AppState {
             room: room.clone(),
             held_polls: HeldPolls::new(caps.max_polls_per_ip, caps.max_polls),
-            save_limiter: SaveRateLimiter::new(settings.push_burst, settings.push_rate),
+            save_limiter: SaveRateLimiter::new(settings.push_burst, settings.push_rate, clock),
             settings: Arc::new(settings.clone()),
             telemetry,
             untrusted_proxy: std::sync::OnceLock::new(),
@@ -592,11 +599,11 @@ async fn start_local_room(
                     settings.data_dir.display()
                 )
             })?;
-    let backend =
-        LocalBackend::start(loaded, clock, telemetry).context("cannot start the writer thread")?;
+    let backend = LocalBackend::start(loaded, clock.clone(), telemetry)
+        .context("cannot start the writer thread")?;
     Room::start(
         Arc::new(backend),
-        Arc::new(Presence::new(settings.presence_linger())),
+        Arc::new(Presence::new(settings.presence_linger(), clock)),
         limits,
     )
     .await
@@ -604,10 +611,12 @@ async fn start_local_room(
 }
 
 /// Connects to Redis and starts the room on it; the data folder only holds this instance's
-/// lock (and hand-over socket).
+/// lock (and hand-over socket). `clock` times this instance's own presence; message times come
+/// from Redis.
 async fn start_redis_room(
     settings: &Settings,
     url: &str,
+    clock: Arc<dyn Clock>,
     lock_wait: LockWait,
     limits: RoomLimits,
 ) -> anyhow::Result<Room> {
@@ -628,7 +637,7 @@ async fn start_redis_room(
     let backend = RedisBackend::start(&config, lock)
         .await
         .with_context(|| format!("cannot start on {url}"))?;
-    let presence = RedisPresence::start(url, backend.keys(), settings.presence_linger())
+    let presence = RedisPresence::start(url, backend.keys(), settings.presence_linger(), clock)
         .await
         .with_context(|| format!("cannot start presence on {url}"))?;
     Room::start(Arc::new(backend), presence, limits)

@@ -34,6 +34,7 @@ use super::{
     backoff_with_jitter, BackendError, BackendStatus, Draft, Flush, MessageBackend, PresenceStore,
     Recent, RETRY_MAX,
 };
+use crate::clock::Clock;
 use crate::presence::{OnlineSnapshot, Presence};
 use crate::storage::StorageError;
 
@@ -601,7 +602,8 @@ struct SharedNames {
 }
 
 impl RedisPresence {
-    /// Starts the presence of one instance, syncing with Redis at `url` under `keys`.
+    /// Starts the presence of one instance, syncing with Redis at `url` under `keys`; names
+    /// seen here linger for `linger` as measured by `clock` (see [`Presence::new`]).
     ///
     /// # Errors
     /// Redis unreachable at start.
@@ -609,10 +611,11 @@ impl RedisPresence {
         url: &str,
         keys: &Keys,
         linger: Duration,
+        clock: Arc<dyn Clock>,
     ) -> Result<Arc<RedisPresence>, BackendError> {
         let conn = connect(url, Some(Duration::from_secs(5))).await?;
         let presence = Arc::new(RedisPresence {
-            local: Presence::new(linger),
+            local: Presence::new(linger, clock),
             shared: Mutex::new(SharedNames::default()),
         });
         tokio::spawn(sync_presence(

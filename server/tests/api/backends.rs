@@ -325,8 +325,13 @@ async fn a_redis_restart_under_load_loses_no_acknowledged_message() {
         })
         .collect();
     // Some load first, then the restart in the middle of it, then some more.
+    let deadline = Instant::now() + crate::support::WAIT_DEADLINE;
     let mut seen = 0;
     while seen < 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the load never got going: {seen} messages"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
         seen = app.health().await["messages"].as_u64().unwrap();
     }

@@ -1,7 +1,9 @@
 //! Bad input gets a clear error through the callback (or a status where no callback can be
 //! trusted), nothing is stored, and the server stays up.
 
-use crate::support::{raw_request, run_jsonp, spawn_app_with};
+use std::time::Duration;
+
+use crate::support::{raw_request, run_jsonp, spawn_app_with, spawn_app_with_clock_and};
 
 #[tokio::test]
 async fn bad_input_is_refused_through_the_callback_and_nothing_is_stored() {
@@ -220,7 +222,9 @@ async fn oversized_and_malformed_requests_get_a_status_not_a_dropped_connection(
 
 #[tokio::test]
 async fn save_rate_limit_per_address_refuses_through_the_callback() {
-    let app = spawn_app_with(|settings| {
+    // Regression: this test slept 1.1 s for the allowance to refill and flaked on a loaded
+    // machine; the limiter now runs on the server's clock, which the test moves.
+    let (app, clock) = spawn_app_with_clock_and(|settings| {
         settings.push_burst = 3.try_into().unwrap();
         settings.push_rate = 1.try_into().unwrap();
     })
@@ -233,18 +237,32 @@ async fn save_rate_limit_per_address_refuses_through_the_callback() {
         .await;
     assert_eq!(refused["error"]["code"], "rate_limited");
     assert_eq!(refused["time"], 7);
+    // The allowance refills at the steady rate (one save a second), not before.
+    clock.advance(Duration::from_millis(999));
+    let still_refused = app
+        .call("/?name=a&method=push&msg=m4&time=7&callback=cb", "cb")
+        .await;
+    assert_eq!(
+        still_refused["error"]["code"], "rate_limited",
+        "refilled before a second had passed"
+    );
     assert_eq!(
         crate::support::texts(&app.all_messages().await),
         ["m0", "m1", "m2"]
     );
-    // The allowance refills at the steady rate.
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    app.push("a", "m4").await;
+    clock.advance(Duration::from_millis(1));
+    app.push("a", "m5").await;
+    assert_eq!(
+        crate::support::texts(&app.all_messages().await),
+        ["m0", "m1", "m2", "m5"]
+    );
 }
 
 #[tokio::test]
 async fn trusted_proxy_forwarded_address_is_the_one_rate_limited() {
-    let app = spawn_app_with(|settings| {
+    // On a clock that stands still, so that a slow machine taking over a second between the
+    // pushes cannot refill the first client's allowance.
+    let (app, _frozen_clock) = spawn_app_with_clock_and(|settings| {
         settings.push_burst = 1.try_into().unwrap();
         settings.push_rate = 1.try_into().unwrap();
         settings.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::support::{call_once, spawn_app_with};
+use crate::support::{call_once, spawn_app_with, spawn_app_with_clock_and};
 
 #[tokio::test]
 async fn the_page_is_served_to_browsers_and_chat_requests_are_unchanged() {
@@ -95,14 +95,30 @@ async fn the_online_list_follows_saves_pops_and_exits() {
 
 #[tokio::test]
 async fn names_not_seen_for_the_hold_time_plus_grace_leave_the_list() {
-    let app = spawn_app_with(|settings| {
+    // Presence runs on the server's clock: the test lets the linger time pass instead of
+    // sleeping through it.
+    let (app, clock) = spawn_app_with_clock_and(|settings| {
         settings.poll_timeout = 0.2;
         settings.presence_grace = 0.2;
     })
     .await;
     let joined = app.call("/?name=dora", "callback").await;
     assert_eq!(joined["online"], serde_json::json!(["dora"]));
-    tokio::time::sleep(Duration::from_millis(1600)).await;
-    let later = app.call("/?name=eve", "callback").await;
-    assert_eq!(later["online"], serde_json::json!(["eve"]));
+    clock.advance(Duration::from_millis(399));
+    let soon = app.call("/?name=eve", "callback").await;
+    assert_eq!(
+        soon["online"],
+        serde_json::json!(["dora", "eve"]),
+        "dora is online until 0.4 s have passed"
+    );
+    clock.advance(Duration::from_millis(1));
+    let later = app.call("/?name=fred", "callback").await;
+    assert_eq!(
+        later["online"],
+        serde_json::json!(["eve", "fred"]),
+        "dora left after 0.4 s"
+    );
+    clock.advance(Duration::from_secs(3600));
+    let much_later = app.call("/?name=gail", "callback").await;
+    assert_eq!(much_later["online"], serde_json::json!(["gail"]));
 }

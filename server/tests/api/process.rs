@@ -5,11 +5,11 @@ use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::support::{call_once, texts};
+use crate::support::{call_once, texts, wait_for_held_at, WAIT_DEADLINE};
 
 /// A running `chat-server` process and the address it printed; killed when dropped, so a
 /// failing test leaves no server behind.
@@ -136,9 +136,11 @@ async fn kill_9_during_concurrent_pushes_loses_no_acknowledged_message() {
         .build()
         .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
+    let n_acknowledged = Arc::new(AtomicUsize::new(0));
     let pushers: Vec<_> = (0..8)
         .map(|worker| {
             let (client, base, stop) = (client.clone(), server.base_url.clone(), stop.clone());
+            let n_acknowledged = n_acknowledged.clone();
             tokio::spawn(async move {
                 let mut acknowledged = Vec::new();
                 for n in 0.. {
@@ -156,13 +158,24 @@ async fn kill_9_during_concurrent_pushes_loses_no_acknowledged_message() {
                     };
                     if body.contains("\"msgList\":[]") && !body.contains("\"error\"") {
                         acknowledged.push(text);
+                        n_acknowledged.fetch_add(1, Ordering::SeqCst);
                     }
                 }
                 acknowledged
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Kill once the pushers are well under way (each still has a save in flight), rather than
+    // after a fixed time that a loaded machine may spend starting up.
+    let deadline = std::time::Instant::now() + WAIT_DEADLINE;
+    while n_acknowledged.load(Ordering::SeqCst) < 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pushers never got going: {} saves acknowledged",
+            n_acknowledged.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     server.child.kill().unwrap(); // SIGKILL
     server.child.wait().unwrap();
     stop.store(true, Ordering::SeqCst);
@@ -171,7 +184,7 @@ async fn kill_9_during_concurrent_pushes_loses_no_acknowledged_message() {
         acknowledged.extend(pusher.await.unwrap());
     }
     assert!(
-        acknowledged.len() > 100,
+        acknowledged.len() >= 200,
         "the pushers got going: {}",
         acknowledged.len()
     );
@@ -210,7 +223,8 @@ async fn sigterm_answers_held_pops_flushes_and_exits_zero() {
         let client = client.clone();
         tokio::spawn(async move { crate::support::get_text(&client, &url).await })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // SIGTERM once the pop is held, so that it is the stop that answers it.
+    wait_for_held_at(&client, &server.base_url, 1).await;
     let status = Command::new("kill")
         .args(["-TERM", &server.child.id().to_string()])
         .status()
@@ -308,18 +322,7 @@ async fn with_a_low_open_file_limit_pops_beyond_the_cap_get_503_and_the_server_s
             tokio::spawn(async move { client.get(url).send().await })
         })
         .collect();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let health: serde_json::Value = serde_json::from_str(
-            &crate::support::get_text(&client, &format!("{}healthz", server.base_url)).await,
-        )
-        .unwrap();
-        if health["held_polls"] == 112 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{health}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_held_at(&client, &server.base_url, 112).await;
     let refused = client
         .get(format!(
             "{}?name=late&method=pop&time={newest}",

@@ -89,11 +89,19 @@ pub async fn spawn_app_on(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::
 
 /// Starts a server with a fresh data folder and a frozen [`manual_clock`] the test can move.
 pub async fn spawn_app_with_clock() -> (TestApp, Arc<ManualClock>) {
+    spawn_app_with_clock_and(|_| {}).await
+}
+
+/// Starts a server with a fresh data folder, settings changed by `adjust`, and a frozen
+/// [`manual_clock`] the test can move (message times, presence and save rate limits follow it).
+pub async fn spawn_app_with_clock_and(
+    adjust: impl FnOnce(&mut Settings),
+) -> (TestApp, Arc<ManualClock>) {
     let clock = manual_clock();
     let temp_dir = tempfile::tempdir().unwrap();
-    let mut app = spawn_app_on(test_settings(temp_dir.path()), clock.clone())
-        .await
-        .unwrap();
+    let mut settings = test_settings(temp_dir.path());
+    adjust(&mut settings);
+    let mut app = spawn_app_on(settings, clock.clone()).await.unwrap();
     app.temp_dir = Some(temp_dir);
     (app, clock)
 }
@@ -183,16 +191,7 @@ impl TestApp {
 
     /// Waits until `/healthz` reports `held` held pops.
     pub async fn wait_for_held(&self, held: u64) {
-        for _ in 0..500 {
-            if self.health().await["held_polls"] == held {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!(
-            "never saw {held} held pops; last health {}",
-            self.health().await
-        );
+        wait_for_held_at(&self.client, &self.base_url, held).await;
     }
 
     /// Stops the server the way SIGTERM does and waits for it to finish.
@@ -203,6 +202,28 @@ impl TestApp {
         if let Some(task) = self.task.take() {
             task.await.unwrap().unwrap();
         }
+    }
+}
+
+/// How long a wait on a server's observable state may take before the test fails: far longer
+/// than any wait should, on a loaded machine.
+pub const WAIT_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Waits until the `/healthz` of the server at `base_url` (ending in `/`) reports `held` held
+/// pops, polling every 20 ms; panics with the last answer after [`WAIT_DEADLINE`].
+pub async fn wait_for_held_at(client: &reqwest::Client, base_url: &str, held: u64) {
+    let deadline = std::time::Instant::now() + WAIT_DEADLINE;
+    loop {
+        let health: Value =
+            serde_json::from_str(&get_text(client, &format!("{base_url}healthz")).await).unwrap();
+        if health["held_polls"] == held {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never saw {held} held pops; last health {health}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
