@@ -19,6 +19,7 @@
 pub mod backend;
 pub mod clock;
 pub mod config;
+pub mod drain;
 pub mod handover;
 pub mod hangup;
 pub mod jsonp;

@@ -22,6 +22,7 @@ use crate::backend::redis::{RedisBackend, RedisConfig, RedisPresence};
 use crate::backend::Flush;
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::drain::DrainOnClose;
 use crate::handover::{self, HandoverSocket};
 use crate::limits::{HeldPolls, SaveRateLimiter};
 use crate::presence::Presence;
@@ -29,6 +30,7 @@ use crate::room::{Room, RoomLimits};
 use crate::routes::{self, AppState};
 use crate::storage::{LockWait, Store};
 use crate::telemetry::Telemetry;
+use actix_service::ServiceFactoryExt as _;
 
 /// How long a graceful stop waits for requests in flight, in seconds, once the data folder is
 /// released. Held pops answer at once when the stop begins, so this is only reached by a
@@ -406,38 +408,71 @@ impl Application {
         let counted = connections.clone();
         let hangups = crate::hangup::HangupWatch::start().context("cannot watch for hang-ups")?;
         let routes = routes::configure(static_dir);
-        let mut server = HttpServer::new(move || {
-            App::new()
-                .app_data(app_state.clone())
-                .configure(routes.clone())
-        })
-        .on_connect(move |connection, extensions| {
-            counted.opened(extensions);
-            // A held pop on this connection ends as soon as its client's side ends.
-            if let Some(stream) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
-                match hangups.watch(std::os::fd::AsFd::as_fd(stream)) {
-                    Ok(watched) => {
-                        extensions.insert(watched);
-                    }
-                    Err(error) => {
-                        tracing::warn!(error = %error, "cannot watch a connection for its hang-up")
-                    }
-                }
-            }
-        })
-        .disable_signals()
-        // A client that shuts down its sending side may still read: a save that has begun is
-        // answered. Held pops learn of a client's side ending from `hangups` instead.
-        .h1_allow_half_closed(true)
-        // Answers are small and must leave at once: no Nagle delay behind an unacknowledged
-        // segment (a held pop's head went out earlier on the same connection).
-        .tcp_nodelay(true)
-        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
-        .backlog(4096)
-        .max_connections(caps.max_connections_per_worker);
-        server = server.workers(workers);
-        let server = server
-            .listen(listener)
+        let builder = actix_server::Server::build();
+        // Told to each connection when a stop begins, so that idle keep-alive connections
+        // close at once, as under actix-web's HttpServer.
+        let stopping = builder.graceful_shutdown_signal();
+        let server = builder
+            .disable_signals()
+            .workers(workers)
+            .backlog(4096)
+            .max_concurrent_connections(caps.max_connections_per_worker)
+            .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+            .listen("chat", listener, move || {
+                let app_state = app_state.clone();
+                let routes = routes.clone();
+                let app = move || {
+                    App::new()
+                        .app_data(app_state.clone())
+                        .configure(routes.clone())
+                };
+                let counted = counted.clone();
+                let hangups = hangups.clone();
+                let stopping = stopping.clone();
+                let http = actix_http::HttpService::build()
+                    .graceful_shutdown_signal(move || {
+                        let stopping = stopping.clone();
+                        async move { stopping.notified().await }
+                    })
+                    // actix-web's HttpServer defaults, which the chat ran on before.
+                    .keep_alive(actix_http::KeepAlive::Timeout(Duration::from_secs(5)))
+                    .client_request_timeout(Duration::from_secs(5))
+                    .client_disconnect_timeout(Duration::from_secs(1))
+                    .local_addr(local_addr)
+                    // A client that shuts down its sending side may still read: a save that
+                    // has begun is answered. Held pops learn of a client's side ending from
+                    // `hangups` instead.
+                    .h1_allow_half_closed(true)
+                    .on_connect_ext(move |connection: &DrainOnClose, extensions| {
+                        counted.opened(extensions);
+                        // A held pop on this connection ends as soon as its client's side ends.
+                        let socket = std::os::fd::AsFd::as_fd(connection.get_ref());
+                        match hangups.watch(socket) {
+                            Ok(watched) => {
+                                extensions.insert(watched);
+                            }
+                            Err(error) => {
+                                tracing::warn!(error = %error, "cannot watch a connection for its hang-up")
+                            }
+                        }
+                    })
+                    .finish(actix_service::map_config(app(), |()| {
+                        actix_web::dev::AppConfig::default()
+                    }));
+                actix_service::fn_service(|stream: actix_web::rt::net::TcpStream| async move {
+                    // Answers are small and must leave at once: no Nagle delay behind an
+                    // unacknowledged segment (a held pop's head went out earlier on the same
+                    // connection).
+                    let _ = stream.set_nodelay(true);
+                    let peer = stream.peer_addr().ok();
+                    Ok::<_, actix_http::error::DispatchError>((
+                        DrainOnClose::new(stream),
+                        actix_http::Protocol::Http1,
+                        peer,
+                    ))
+                })
+                .and_then(http)
+            })
             .context("cannot serve on the listener")?
             .run();
         let metrics_server = match metrics_listener {

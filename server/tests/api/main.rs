@@ -11,6 +11,7 @@ mod bad_input;
 mod clients;
 mod cluster;
 mod framing;
+mod heads;
 mod long_poll;
 mod methods;
 mod metrics;
