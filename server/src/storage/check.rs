@@ -276,3 +276,62 @@ pub fn repair_folder(dir: &Path, new_dir: &Path) -> Result<RepairReport, Storage
         n_written: all.len(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(time: u64) -> Message {
+        Message {
+            name: "a".into(),
+            msg: format!("m{time}"),
+            time,
+        }
+    }
+
+    #[test]
+    fn a_damaged_log_is_a_problem_and_repair_keeps_the_batches_before_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        fs::write(
+            dir.path().join(DATA_FILE),
+            files::render_message_file(&[message(1)]),
+        )
+        .expect("writes");
+        let mut log = wal::encode_batch(&[message(2), message(3)]);
+        let damaged_at = log.len();
+        let mut second = wal::encode_batch(&[message(4)]);
+        second[12] ^= 1;
+        log.extend_from_slice(&second);
+        log.extend_from_slice(&wal::encode_batch(&[message(5)]));
+        fs::write(dir.path().join(wal::WAL_FILE), log).expect("writes");
+
+        let report = check_folder(dir.path()).expect("checks");
+        let positions: Vec<(ProblemKind, String)> = report
+            .problems
+            .iter()
+            .map(|problem| (problem.kind, problem.position.clone()))
+            .collect();
+        assert_eq!(
+            positions,
+            [(ProblemKind::DamagedLog, format!("byte {damaged_at}"))]
+        );
+
+        let out = tempfile::tempdir().expect("temp dir");
+        let new_dir = out.path().join("repaired");
+        let repaired = repair_folder(dir.path(), &new_dir).expect("repairs");
+        assert_eq!(repaired.dropped.len(), 1);
+        assert_eq!(
+            repaired.n_written, 3,
+            "data.json and the batch before the damage"
+        );
+        let loaded = Store::open(&new_dir, 1000, LockWait::Refuse).expect("loads");
+        let times: Vec<u64> = loaded
+            .store
+            .all_messages()
+            .expect("reads")
+            .iter()
+            .map(|message| message.time)
+            .collect();
+        assert_eq!(times, [1, 2, 3]);
+    }
+}
