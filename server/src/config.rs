@@ -133,7 +133,8 @@ pub struct Settings {
     pub command: Option<Command>,
 }
 
-/// Tools that move a room between backends.
+/// Tools run instead of the server: moving a room between backends, checking and repairing a
+/// data folder.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
     /// Loads a data folder (the original server's, in any of its shapes, or ours) into an empty
@@ -154,6 +155,27 @@ pub enum Command {
         from: String,
         /// The folder to write.
         #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+    },
+    /// Lists every problem of a data folder that would stop the server from starting (a file
+    /// that is not JSON, a record without `name`, `msg` and `time` of the right types, a time
+    /// that goes back within a file, a damaged write-ahead log), with the file and position of
+    /// each, and notices of what loading copes with. Exits 1 when there is a problem. Only
+    /// reads, without the folder's lock: it can run beside a server using the folder.
+    Check {
+        /// The data folder.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Writes a repaired copy of a data folder into a new or empty folder (never in place):
+    /// records that cannot be right are left out, the rest sorted by time, copies across chunk
+    /// files kept once; then says what it changed. Refuses a folder a server is using.
+    Repair {
+        /// The data folder to read (never written to).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// The new folder to write (must not exist, or be empty).
+        #[arg(long, value_name = "NEW_DIR")]
         to: PathBuf,
     },
 }

@@ -11,7 +11,7 @@ use chat_server::backend::redis;
 use chat_server::clock::SystemClock;
 use chat_server::config::Command;
 use chat_server::startup::{raise_open_file_limit, Handover};
-use chat_server::storage::{LockWait, StorageError, Store};
+use chat_server::storage::{check, LockWait, StorageError, Store};
 use chat_server::{Application, ListenerSource, Listeners, Settings};
 use clap::Parser;
 
@@ -82,7 +82,8 @@ async fn run(settings: Settings, inherited: Option<TcpListener>) -> anyhow::Resu
     app.run_until_stopped().await
 }
 
-/// Moves a room between the local folder and Redis.
+/// Runs a tool: moves a room between the local folder and Redis, or checks or repairs a data
+/// folder.
 async fn run_tool(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
         Command::Import { from, to } => {
@@ -116,6 +117,54 @@ async fn run_tool(command: Command, settings: Settings) -> anyhow::Result<()> {
             .await?
             .with_context(|| format!("cannot write {}", to.display()))?;
             println!("exported {n} messages from {from} into {}", to.display());
+        }
+        Command::Check { dir } => {
+            let folder = dir.clone();
+            let report = tokio::task::spawn_blocking(move || check::check_folder(&folder))
+                .await?
+                .with_context(|| format!("cannot check {}", dir.display()))?;
+            for notice in &report.notices {
+                println!("note: {notice}");
+            }
+            for problem in &report.problems {
+                println!("problem: {problem}");
+            }
+            println!(
+                "{}: {} messages, {} problems, {} notices",
+                dir.display(),
+                report.n_messages,
+                report.problems.len(),
+                report.notices.len()
+            );
+            if !report.problems.is_empty() {
+                anyhow::bail!(
+                    "{} has {} problems: the server would refuse to start (see `chat-server repair`)",
+                    dir.display(),
+                    report.problems.len()
+                );
+            }
+        }
+        Command::Repair { dir, to } => {
+            let (from, into) = (dir.clone(), to.clone());
+            let report = tokio::task::spawn_blocking(move || check::repair_folder(&from, &into))
+                .await?
+                .with_context(|| {
+                    format!("cannot repair {} into {}", dir.display(), to.display())
+                })?;
+            for problem in &report.dropped {
+                println!("left out: {problem}");
+            }
+            for notice in &report.notices {
+                println!("note: {notice}");
+            }
+            println!(
+                "repaired {} into {}: {} messages written, {} records left out, {} records sorted into time order",
+                dir.display(),
+                to.display(),
+                report.n_written,
+                report.dropped.len(),
+                report.n_moved
+            );
         }
     }
     Ok(())

@@ -8,14 +8,20 @@
 //! A save is acknowledged only after its write-ahead-log record is fsynced (see [`wal`]); many
 //! concurrent saves share one fsync (group commit, in [`crate::backend::local`]). Compaction moves the
 //! log's messages into the JSON layout, writing every file atomically, and then empties the log.
-//! A crash between those steps leaves a message in two files; loading counts each exact
-//! `{name, msg, time}` once per file it could have been copied to, so nothing is doubled and
-//! nothing is lost.
+//! It can fail at any step and be retried without writing a message twice (see
+//! [`Store::compact`]). A crash between its steps leaves a message in two files; loading keeps
+//! one copy of each (see [`merge`]), so nothing is doubled and nothing is lost.
+//!
+//! Loading checks every record of the JSON files (see [`files::scan_message_text`]): a file
+//! that is not JSON, a record without `name`, `msg` and `time` of the right types, or a time
+//! that goes back within a file stops the start, naming the file and the record. [`check`]
+//! lists every such problem of a folder, and writes a repaired copy.
 
+pub mod check;
 pub mod files;
+pub mod merge;
 pub mod wal;
 
-use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -43,14 +49,15 @@ pub enum StorageError {
         /// The lock file.
         path: PathBuf,
     },
-    /// A data file cannot be parsed; the server refuses to start and never overwrites it.
-    #[error("{path}: cannot be parsed at {position}: {reason}")]
+    /// A data file cannot be parsed, or holds a record that cannot be right (see
+    /// [`files::scan_message_text`]); the server refuses to start and never overwrites it.
+    #[error("{path}: refused at {position}: {reason}")]
     Corrupt {
         /// The file.
         path: PathBuf,
-        /// Where, e.g. `line 3, column 7` or `byte 120`.
+        /// Where, e.g. `line 3, column 7`, `record 2 (line 8, column 5)` or `byte 120`.
         position: String,
-        /// What the parser said.
+        /// What is wrong: what the parser said, or which check failed.
         reason: String,
     },
 }
@@ -65,15 +72,36 @@ impl StorageError {
     }
 }
 
-/// One immutable chunk file and the range of times it holds.
+/// One immutable chunk file, or several whose time ranges meet (read and merged as one, see
+/// [`merge`]), and the range of times they hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChunkMeta {
-    /// Its path.
-    pub path: PathBuf,
+    /// Its files (one, unless a legacy folder or an older version of this server left files
+    /// that overlap).
+    pub paths: Vec<PathBuf>,
     /// Time of its oldest message, ms since the Unix epoch.
     pub first_time: u64,
     /// Time of its newest message, ms since the Unix epoch.
     pub last_time: u64,
+}
+
+impl ChunkMeta {
+    /// Reads its messages, oldest first, copies across its files left out.
+    ///
+    /// # Errors
+    /// [`StorageError`] when a file cannot be read or holds a record that cannot be right.
+    pub fn read(&self) -> Result<Vec<Message>, StorageError> {
+        if let [path] = self.paths.as_slice() {
+            // Times never decrease within a file (checked when it is read).
+            return files::read_message_file(path);
+        }
+        let contents = self
+            .paths
+            .iter()
+            .map(|path| files::read_message_file(path))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(merge::merge_copies(&contents).0)
+    }
 }
 
 /// The chunk files, oldest first, shared between the writer (which adds to it) and the readers
@@ -117,10 +145,7 @@ impl ChunkIndex {
                     break;
                 }
             }
-            let mut messages = files::read_message_file(&meta.path)?;
-            // Legacy files are not guaranteed to be in order; the loader sorted them the same way.
-            messages.sort_by_key(|message| message.time);
-            for message in messages {
+            for message in meta.read()? {
                 if message.time <= after_ms {
                     continue;
                 }
@@ -163,7 +188,7 @@ impl ChunkIndex {
         let mut unread = metas.len();
         while unread > 0 && read.len() < n {
             unread -= 1;
-            read.extend(files::read_message_file(&metas[unread].path)?);
+            read.extend(metas[unread].read()?);
         }
         read.sort_by_key(|message| message.time);
         let newest_unread = metas[..unread]
@@ -263,6 +288,12 @@ pub struct Store {
     chunks: ChunkIndex,
     last_time: u64,
     compact_after: usize,
+    /// How folders are fsynced (a seam for tests: see [`files::FolderSync`]).
+    folder_sync: Arc<dyn files::FolderSync>,
+    /// Folders with a new entry (a renamed file, a new folder) whose fsync has not succeeded
+    /// yet, in the order they must be synced: a compaction that failed after a file became
+    /// visible syncs them first when it is retried.
+    unsynced: Vec<PathBuf>,
 }
 
 /// What [`Store::open`] found.
@@ -276,27 +307,18 @@ pub struct Loaded {
     pub chunks: ChunkIndex,
 }
 
-/// How many times `message` occurs in each file, so that a message copied into a second file
-/// by an interrupted compaction counts once while real repeats inside one file are kept.
-fn count_messages<'a>(
-    messages: impl IntoIterator<Item = &'a Message>,
-) -> HashMap<&'a Message, usize> {
-    let mut counts = HashMap::new();
-    for message in messages {
-        *counts.entry(message).or_insert(0) += 1;
-    }
-    counts
-}
-
 impl Store {
     /// Opens the data folder `dir` (creating it if missing) and loads everything in it: the
-    /// chunk files, `data.json`, and the write-ahead log.
+    /// chunk files, `data.json`, and the write-ahead log. Every record is checked (see
+    /// [`files::scan_message_text`]); chunk files whose times meet are read as one, and copies
+    /// of a message in several files count once (see [`merge`]).
     ///
     /// `compact_after` is how many log records trigger a compaction.
     ///
     /// # Errors
-    /// [`StorageError::Corrupt`] naming the first file that cannot be parsed (nothing is then
-    /// written), [`StorageError::Io`] for folder or file errors.
+    /// [`StorageError::Corrupt`] naming the first file that cannot be parsed or holds a record
+    /// that cannot be right, and where (nothing is then written), [`StorageError::Io`] for
+    /// folder or file errors.
     pub fn open(
         dir: &Path,
         compact_after: usize,
@@ -310,33 +332,19 @@ impl Store {
         files::remove_temp_files(dir)?;
         files::remove_temp_files(&chunk_dir)?;
 
-        // Chunks: immutable, sorted by time range.
-        let mut chunk_files: Vec<(ChunkMeta, Vec<Message>)> = Vec::new();
+        // Chunks: immutable; those whose times meet are merged.
+        let mut chunk_files: Vec<(PathBuf, Vec<Message>)> = Vec::new();
         for path in files::list_chunk_files(&chunk_dir)? {
-            let mut messages = files::read_message_file(&path)?;
-            messages.sort_by_key(|message| message.time);
-            let (Some(first), Some(last)) = (messages.first(), messages.last()) else {
-                tracing::debug!(path = %path.display(), "skipping an empty chunk file");
-                continue;
-            };
-            let meta = ChunkMeta {
-                path: path.clone(),
-                first_time: first.time,
-                last_time: last.time,
-            };
-            chunk_files.push((meta, messages));
+            let messages = files::read_message_file(&path)?;
+            chunk_files.push((path, messages));
         }
-        chunk_files.sort_by(|(a, _), (b, _)| {
-            (a.first_time, a.last_time, &a.path).cmp(&(b.first_time, b.last_time, &b.path))
-        });
-        for pair in chunk_files.windows(2) {
-            if pair[1].0.first_time < pair[0].0.last_time {
-                tracing::warn!(
-                    first = %pair[0].0.path.display(),
-                    second = %pair[1].0.path.display(),
-                    "chunk files overlap in time; history reads may interleave them"
-                );
-            }
+        let groups = merge::group_chunk_files(chunk_files);
+        for group in groups.iter().filter(|group| group.n_copies > 0) {
+            tracing::warn!(
+                files = ?group.paths,
+                n_copies = group.n_copies,
+                "chunk files hold copies of the same messages (an interrupted or retried compaction); each message is read once"
+            );
         }
 
         // The tail: data.json and the log, minus what a chunk already holds.
@@ -347,48 +355,26 @@ impl Store {
             Vec::new()
         };
         let (wal, wal_messages) = Wal::open(dir)?;
-        let tail = {
-            let data_counts = count_messages(&data_messages);
-            let wal_counts = count_messages(&wal_messages);
-            let chunk_counts =
-                count_messages(chunk_files.iter().flat_map(|(_, messages)| messages));
-            let mut remaining: HashMap<&Message, usize> = HashMap::new();
-            for message in data_counts.keys().chain(wal_counts.keys()) {
-                let in_tail = data_counts
-                    .get(message)
-                    .copied()
-                    .unwrap_or(0)
-                    .max(wal_counts.get(message).copied().unwrap_or(0));
-                let in_chunks = chunk_counts.get(message).copied().unwrap_or(0);
-                remaining.insert(message, in_tail.saturating_sub(in_chunks));
-            }
-            let mut tail = Vec::new();
-            for message in data_messages.iter().chain(&wal_messages) {
-                if let Some(left) = remaining.get_mut(message) {
-                    if *left > 0 {
-                        *left -= 1;
-                        tail.push(message.clone());
-                    }
-                }
-            }
-            tail.sort_by_key(|message| message.time);
-            tail
-        };
-
-        let n_chunked: usize = chunk_files.iter().map(|(_, messages)| messages.len()).sum();
+        let chunked = groups.iter().flat_map(|group| &group.messages);
+        let tail = merge::tail_outside_chunks(chunked, &data_messages, &wal_messages);
+        let n_chunked: usize = groups.iter().map(|group| group.messages.len()).sum();
         let n_messages = (n_chunked + tail.len()) as u64;
+        let chunks = ChunkIndex::default();
+        for group in groups {
+            let (Some(first), Some(last)) = (group.messages.first(), group.messages.last()) else {
+                continue;
+            };
+            chunks.push(ChunkMeta {
+                first_time: first.time,
+                last_time: last.time,
+                paths: group.paths,
+            });
+        }
         let last_time = tail
             .last()
             .map(|m| m.time)
-            .into_iter()
-            .chain(chunk_files.last().map(|(meta, _)| meta.last_time))
-            .max()
+            .max(Some(chunks.chunked_through()))
             .unwrap_or(0);
-
-        let chunks = ChunkIndex::default();
-        for (meta, _) in chunk_files {
-            chunks.push(meta);
-        }
         let store = Store {
             _lock: lock,
             dir: dir.to_owned(),
@@ -397,12 +383,19 @@ impl Store {
             chunks: chunks.clone(),
             last_time,
             compact_after,
+            folder_sync: Arc::new(files::FsyncFolder),
+            unsynced: Vec::new(),
         };
         Ok(Loaded {
             store,
             n_messages,
             chunks,
         })
+    }
+
+    /// Replaces how folders are fsynced during compaction (tests make it fail).
+    pub fn set_folder_sync(&mut self, folder_sync: Arc<dyn files::FolderSync>) {
+        self.folder_sync = folder_sync;
     }
 
     /// The messages in no chunk file (those of `data.json` and the log), oldest first.
@@ -496,22 +489,35 @@ impl Store {
     /// oldest, `data.json` for the newest (at most 100), then empties the log. Every file is
     /// written atomically; see the module docs for what a crash in between leaves.
     ///
+    /// It can be retried after any failure and never writes a message into a second chunk
+    /// file: a chunk file counts as written (listed, its messages out of the tail) from the
+    /// moment its rename succeeded, even when the folder fsync that follows fails; a retry
+    /// first fsyncs the folders left unsynced, and the log is emptied only once every file
+    /// holding its messages is durable. The order keeps every message on disk at every step:
+    /// chunk files durable, then `data.json` replaced and durable, then the log emptied.
+    ///
     /// # Errors
-    /// [`StorageError::Io`]; what was written so far is consistent and the log is kept.
+    /// [`StorageError::Io`]; what was written so far is consistent, recorded, and the log is
+    /// kept.
     pub fn compact(&mut self) -> Result<(), StorageError> {
         if self.wal.n_records() == 0
+            && self.unsynced.is_empty()
             && self.tail.len() <= MESSAGES_PER_FILE
             && self.dir.join(DATA_FILE).exists()
         {
             return Ok(());
         }
+        // What an earlier attempt made visible is made durable before anything else.
+        self.sync_unsynced()?;
         let n_to_chunk = self.tail.len().saturating_sub(1) / MESSAGES_PER_FILE * MESSAGES_PER_FILE;
         if n_to_chunk > 0 {
             let chunk_dir = self.dir.join(CHUNK_DIR);
             if !chunk_dir.exists() {
                 fs::create_dir_all(&chunk_dir)
                     .map_err(|source| StorageError::io(&chunk_dir, source))?;
-                files::sync_dir(&self.dir).map_err(|source| StorageError::io(&self.dir, source))?;
+                let dir = self.dir.clone();
+                self.mark_unsynced(&dir);
+                self.sync_unsynced()?;
             }
             let mut next_index = 0usize;
             for _ in 0..n_to_chunk / MESSAGES_PER_FILE {
@@ -524,22 +530,33 @@ impl Store {
                         break candidate;
                     }
                 };
-                files::write_atomic(&path, &files::render_message_file(slice))?;
+                if let Err(error) = files::replace_file(&path, &files::render_message_file(slice)) {
+                    if !path.exists() {
+                        return Err(error);
+                    }
+                    // The rename happened though an error was reported: the file is there (and
+                    // whole: it was fsynced before the rename), so it is counted as written.
+                    tracing::warn!(path = %path.display(), error = %error, "a chunk file is in place although writing it reported an error");
+                }
                 let (first, last) = (&slice[0], &slice[slice.len() - 1]);
                 self.chunks.push(ChunkMeta {
-                    path,
+                    paths: vec![path],
                     first_time: first.time,
                     last_time: last.time,
                 });
-                // At once, chunk by chunk: if a later chunk fails, a retry must not write these
-                // messages into a second chunk file.
+                // At once, chunk by chunk, whatever happens next: the file is visible, so a
+                // retry must not write these messages into a second chunk file.
                 self.tail.drain(..MESSAGES_PER_FILE);
+                self.mark_unsynced(&chunk_dir);
             }
+            // The chunk files are durable before data.json stops holding their messages.
+            self.sync_unsynced()?;
         }
-        files::write_atomic(
-            &self.dir.join(DATA_FILE),
-            &files::render_message_file(&self.tail),
-        )?;
+        let data_path = self.dir.join(DATA_FILE);
+        files::replace_file(&data_path, &files::render_message_file(&self.tail))?;
+        let dir = self.dir.clone();
+        self.mark_unsynced(&dir);
+        self.sync_unsynced()?;
         self.wal.clear()?;
         tracing::debug!(
             n_chunked = n_to_chunk,
@@ -547,5 +564,135 @@ impl Store {
             "compacted the write-ahead log"
         );
         Ok(())
+    }
+
+    /// Records that `folder` has a new entry not yet fsynced.
+    fn mark_unsynced(&mut self, folder: &Path) {
+        if !self.unsynced.iter().any(|unsynced| unsynced == folder) {
+            self.unsynced.push(folder.to_owned());
+        }
+    }
+
+    /// fsyncs the folders with new entries, in order; each one synced is forgotten.
+    fn sync_unsynced(&mut self) -> Result<(), StorageError> {
+        while let Some(folder) = self.unsynced.first() {
+            self.folder_sync
+                .sync_folder(folder)
+                .map_err(|source| StorageError::io(folder, source))?;
+            self.unsynced.remove(0);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    fn message(time: u64) -> Message {
+        Message::new("a", format!("m{time}"), time)
+    }
+
+    /// A folder fsync that fails, while `failing`, for the folders `fails_in` names (all when
+    /// empty), as a folder made write-only (`chmod 333`) fails it for a non-root user: renames
+    /// into it still succeed.
+    #[derive(Debug, Default)]
+    struct FlakyFolderSync {
+        failing: Mutex<bool>,
+        fails_in: Vec<PathBuf>,
+        n_failed: Mutex<usize>,
+    }
+
+    impl files::FolderSync for FlakyFolderSync {
+        fn sync_folder(&self, folder: &Path) -> std::io::Result<()> {
+            let failing = *self.failing.lock().expect("not poisoned");
+            if failing && (self.fails_in.is_empty() || self.fails_in.iter().any(|f| f == folder)) {
+                *self.n_failed.lock().expect("not poisoned") += 1;
+                return Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
+            }
+            files::sync_dir(folder)
+        }
+    }
+
+    /// Every record of every chunk file on disk, by time.
+    fn chunk_records(dir: &Path) -> Vec<u64> {
+        let mut times: Vec<u64> = files::list_chunk_files(&dir.join(CHUNK_DIR))
+            .expect("lists")
+            .iter()
+            .flat_map(|path| files::read_message_file(path).expect("reads"))
+            .map(|message| message.time)
+            .collect();
+        times.sort_unstable();
+        times
+    }
+
+    /// The report's steps, with the folder fsync failing in `fails_in` (all folders when
+    /// empty): 101 saves, 104 saves while it fails (each acknowledged and each retrying the
+    /// compaction), then one save once it works. `stop_cleanly` ends with the writer's final
+    /// compaction; otherwise the store is dropped as a crash would leave it (after the 205th).
+    fn run_the_report(dir: &Path, fails_in: Vec<PathBuf>, stop_cleanly: bool) -> Loaded {
+        let mut loaded = Store::open(dir, 1, LockWait::Refuse).expect("opens");
+        let sync = Arc::new(FlakyFolderSync {
+            fails_in,
+            ..FlakyFolderSync::default()
+        });
+        loaded.store.set_folder_sync(sync.clone());
+        for time in 1..=101 {
+            loaded.store.append(&[message(time)]).expect("saved");
+        }
+        *sync.failing.lock().expect("not poisoned") = true;
+        for time in 102..=205 {
+            loaded.store.append(&[message(time)]).expect("acknowledged");
+        }
+        assert!(
+            *sync.n_failed.lock().expect("not poisoned") > 0,
+            "the injected fault was hit"
+        );
+        if stop_cleanly {
+            *sync.failing.lock().expect("not poisoned") = false;
+            loaded.store.append(&[message(206)]).expect("saved");
+            loaded
+                .store
+                .compact()
+                .expect("the final compaction succeeds");
+        }
+        drop(loaded);
+        Store::open(dir, 1, LockWait::Refuse).expect("reopens")
+    }
+
+    #[test]
+    fn a_compaction_retried_after_a_failed_folder_fsync_never_duplicates_messages() {
+        // Regression: with --compact-after 1 and the data folder write-only (its fsync failing
+        // after each rename had succeeded), every retry wrote the same messages into a new
+        // chunk file: after a restart each came back several times.
+        for (case, fails_in) in [
+            ("every folder", vec![]),
+            ("the chunk folder", vec![PathBuf::from(CHUNK_DIR)]),
+            ("the data folder", vec![PathBuf::new()]),
+        ] {
+            for stop_cleanly in [true, false] {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let fails_in = fails_in.iter().map(|sub| dir.path().join(sub)).collect();
+                let reopened = run_the_report(dir.path(), fails_in, stop_cleanly);
+                let n = if stop_cleanly { 206 } else { 205 };
+                let context = format!("fsync failing in {case}, clean stop: {stop_cleanly}");
+                assert_eq!(reopened.n_messages, n, "{context}");
+                let times: Vec<u64> = reopened
+                    .store
+                    .all_messages()
+                    .expect("reads")
+                    .iter()
+                    .map(|message| message.time)
+                    .collect();
+                assert_eq!(times, (1..=n).collect::<Vec<_>>(), "{context}");
+                let on_disk = chunk_records(dir.path());
+                let n_copies = on_disk.windows(2).filter(|pair| pair[0] == pair[1]).count();
+                assert_eq!(
+                    n_copies, 0,
+                    "records in chunk files that another chunk file also holds ({context})"
+                );
+            }
+        }
     }
 }

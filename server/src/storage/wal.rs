@@ -85,6 +85,116 @@ fn decode_record(line: &[u8]) -> Option<Message> {
     serde_json::from_slice(json).ok()
 }
 
+/// What [`parse_log`] read.
+struct ParsedLog {
+    /// The messages of the complete batches before any damage.
+    messages: Vec<Message>,
+    /// Where the last complete batch ends: everything after it is a torn tail (never
+    /// acknowledged), or damaged.
+    committed_end: usize,
+    /// Damage (see the module docs): a [`StorageError::Corrupt`] naming the byte offset.
+    damage: Option<StorageError>,
+}
+
+/// Reads the records of a log's bytes (see the module docs).
+fn parse_log(path: &Path, bytes: &[u8]) -> ParsedLog {
+    let mut messages = Vec::new();
+    // Records read since the last commit line, and where their batch began.
+    let mut pending: Vec<Message> = Vec::new();
+    let mut batch_start = 0usize;
+    // The end of the last complete batch: everything after it is torn.
+    let mut committed_end = 0usize;
+    let mut first_bad: Option<usize> = None;
+    let mut offset = 0usize;
+    while offset < bytes.len() {
+        let rest = &bytes[offset..];
+        let (line, next, complete) = match rest.iter().position(|&b| b == b'\n') {
+            Some(end) => (&rest[..end], offset + end + 1, true),
+            None => (rest, bytes.len(), false),
+        };
+        let record = decode_record(line).filter(|_| complete);
+        if let Some(message) = record.clone().filter(|_| first_bad.is_none()) {
+            pending.push(message);
+        } else if record.is_some() {
+            // A good record after a hole: part of the same interrupted append.
+        } else if let Some((n, crc)) = decode_commit(line).filter(|_| complete) {
+            let batch_ok = first_bad.is_none()
+                && n == pending.len()
+                && crc == crc32fast::hash(&bytes[batch_start..offset]);
+            if !batch_ok {
+                let damage = StorageError::Corrupt {
+                    path: path.to_owned(),
+                    position: format!("byte {}", first_bad.unwrap_or(batch_start)),
+                    reason: "a damaged record is followed by a committed batch".to_owned(),
+                };
+                return ParsedLog {
+                    messages,
+                    committed_end,
+                    damage: Some(damage),
+                };
+            }
+            messages.append(&mut pending);
+            committed_end = next;
+            batch_start = next;
+        } else if complete && !line.contains(&0) {
+            // A torn write leaves an incomplete last line, or the zeros a file system puts
+            // where an interrupted append did not reach; a whole line that fails its check
+            // was written and then changed.
+            let damage = StorageError::Corrupt {
+                path: path.to_owned(),
+                position: format!("byte {offset}"),
+                reason: "a complete line fails its check (damage, not a torn write)".to_owned(),
+            };
+            return ParsedLog {
+                messages,
+                committed_end,
+                damage: Some(damage),
+            };
+        } else {
+            first_bad.get_or_insert(offset);
+        }
+        offset = next;
+    }
+    ParsedLog {
+        messages,
+        committed_end,
+        damage: None,
+    }
+}
+
+/// What [`read_log`] found.
+#[derive(Debug, Default)]
+pub struct LogScan {
+    /// The committed messages, in log order.
+    pub messages: Vec<Message>,
+    /// Bytes after the last complete batch: a torn last batch (never acknowledged, cut off
+    /// by the next start), or, with `damage`, everything from the damaged batch on.
+    pub torn_bytes: usize,
+    /// Damage that makes the server refuse to start (a [`StorageError::Corrupt`] naming the
+    /// byte offset); `messages` then holds the complete batches before it.
+    pub damage: Option<StorageError>,
+}
+
+/// Reads the log in `folder` without changing anything (a missing log is empty): for tools
+/// that inspect a folder, perhaps while a server is using it.
+///
+/// # Errors
+/// [`StorageError::Io`] when it cannot be read (damage is in the scan).
+pub fn read_log(folder: &Path) -> Result<LogScan, StorageError> {
+    let path = folder.join(WAL_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(source) => return Err(StorageError::io(&path, source)),
+    };
+    let parsed = parse_log(&path, &bytes);
+    Ok(LogScan {
+        messages: parsed.messages,
+        torn_bytes: bytes.len() - parsed.committed_end,
+        damage: parsed.damage,
+    })
+}
+
 impl Wal {
     /// Opens (creating if needed) the log in `folder`, reads every record, and cuts off a torn
     /// last record.
@@ -109,52 +219,13 @@ impl Wal {
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io_error)?;
 
-        let mut messages = Vec::new();
-        // Records read since the last commit line, and where their batch began.
-        let mut pending: Vec<Message> = Vec::new();
-        let mut batch_start = 0usize;
-        // The end of the last complete batch: everything after it is torn.
-        let mut committed_end = 0usize;
-        let mut first_bad: Option<usize> = None;
-        let mut offset = 0usize;
-        while offset < bytes.len() {
-            let rest = &bytes[offset..];
-            let (line, next, complete) = match rest.iter().position(|&b| b == b'\n') {
-                Some(end) => (&rest[..end], offset + end + 1, true),
-                None => (rest, bytes.len(), false),
-            };
-            let record = decode_record(line).filter(|_| complete);
-            if let Some(message) = record.clone().filter(|_| first_bad.is_none()) {
-                pending.push(message);
-            } else if record.is_some() {
-                // A good record after a hole: part of the same interrupted append.
-            } else if let Some((n, crc)) = decode_commit(line).filter(|_| complete) {
-                let batch_ok = first_bad.is_none()
-                    && n == pending.len()
-                    && crc == crc32fast::hash(&bytes[batch_start..offset]);
-                if !batch_ok {
-                    return Err(StorageError::Corrupt {
-                        path: path.clone(),
-                        position: format!("byte {}", first_bad.unwrap_or(batch_start)),
-                        reason: "a damaged record is followed by a committed batch".to_owned(),
-                    });
-                }
-                messages.append(&mut pending);
-                committed_end = next;
-                batch_start = next;
-            } else if complete && !line.contains(&0) {
-                // A torn write leaves an incomplete last line, or the zeros a file system puts
-                // where an interrupted append did not reach; a whole line that fails its check
-                // was written and then changed.
-                return Err(StorageError::Corrupt {
-                    path: path.clone(),
-                    position: format!("byte {offset}"),
-                    reason: "a complete line fails its check (damage, not a torn write)".to_owned(),
-                });
-            } else {
-                first_bad.get_or_insert(offset);
-            }
-            offset = next;
+        let ParsedLog {
+            messages,
+            committed_end,
+            damage,
+        } = parse_log(&path, &bytes);
+        if let Some(damage) = damage {
+            return Err(damage);
         }
         let mut len = bytes.len() as u64;
         if committed_end < bytes.len() {
@@ -259,18 +330,20 @@ impl Wal {
             .map_err(|source| StorageError::io(&self.path, source))
     }
 
-    /// Empties the log after its records were compacted into the JSON files.
+    /// Empties the log after its records were compacted into the JSON files (which must be
+    /// durable by then).
     ///
     /// # Errors
-    /// [`StorageError::Io`]; the records then stay (and are deduplicated at the next start).
+    /// [`StorageError::Io`]; when the truncation itself failed the records stay (and are
+    /// deduplicated at the next start). When only its fsync failed the log is empty all the
+    /// same (a crash may bring the records back, deduplicated then): what this value says
+    /// follows the file, so that a later cut-back never lengthens it.
     pub fn clear(&mut self) -> Result<(), StorageError> {
-        self.file
-            .set_len(0)
-            .and_then(|()| self.file.sync_all())
-            .map_err(|source| StorageError::io(&self.path, source))?;
+        let io_error = |source| StorageError::io(&self.path, source);
+        self.file.set_len(0).map_err(io_error)?;
         self.len = 0;
         self.n_records = 0;
-        Ok(())
+        self.file.sync_all().map_err(io_error)
     }
 
     /// How many records the log holds.

@@ -69,7 +69,34 @@ pub(crate) fn launch_binary(
     extra: &[&str],
     inherited: Option<&std::net::TcpListener>,
 ) -> ServerProcess {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_chat-server"));
+    launch(
+        Command::new(env!("CARGO_BIN_EXE_chat-server")),
+        data_dir,
+        extra,
+        inherited,
+    )
+}
+
+/// Starts the built binary as the user and group `uid` (through util-linux's `setpriv`, which
+/// then executes it: the child is the server), as [`launch_binary`] does.
+pub(crate) fn launch_binary_as(uid: u32, data_dir: &Path, extra: &[&str]) -> ServerProcess {
+    let mut command = Command::new("setpriv");
+    command
+        .arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={uid}"))
+        .arg("--clear-groups")
+        .arg(env!("CARGO_BIN_EXE_chat-server"));
+    launch(command, data_dir, extra, None)
+}
+
+/// Runs `command` (the binary, or a wrapper that executes it with the arguments that follow)
+/// with the test flags plus `extra`; see [`launch_binary`].
+fn launch(
+    mut command: Command,
+    data_dir: &Path,
+    extra: &[&str],
+    inherited: Option<&std::net::TcpListener>,
+) -> ServerProcess {
     command
         .args(TEST_FLAGS)
         .args(extra)
@@ -123,7 +150,7 @@ pub(crate) fn launch_binary(
     }
 }
 
-async fn all_texts(client: &reqwest::Client, base_url: &str) -> Vec<String> {
+pub(crate) async fn all_texts(client: &reqwest::Client, base_url: &str) -> Vec<String> {
     texts(&crate::support::all_messages_at(client, base_url).await)
 }
 
