@@ -112,15 +112,26 @@ impl Drop for DrainOnClose {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let draining = DRAINING.fetch_add(1, Ordering::SeqCst);
-        if draining >= MAX_DRAINING {
-            DRAINING.fetch_sub(1, Ordering::SeqCst);
+        let already_draining = DRAINING.fetch_add(1, Ordering::SeqCst);
+        let slot = DrainSlot;
+        if already_draining >= MAX_DRAINING {
             return;
         }
         runtime.spawn(async move {
+            // Held until the drain ends, also when the runtime drops the task at a stop.
+            let _slot = slot;
             let _ = tokio::time::timeout(DRAIN_TIME, drain(stream)).await;
-            DRAINING.fetch_sub(1, Ordering::SeqCst);
         });
+    }
+}
+
+/// One of the [`MAX_DRAINING`] places, counted in [`DRAINING`] from just before it is made
+/// until it is dropped.
+struct DrainSlot;
+
+impl Drop for DrainSlot {
+    fn drop(&mut self) {
+        DRAINING.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -124,7 +124,10 @@ async fn twenty_pushes_at_once_split_over_three_instances_get_twenty_distinct_in
     }
     let distinct: HashSet<u64> = pushed.iter().copied().collect();
     assert_eq!(distinct.len(), 20, "{pushed:?}");
+    let newest = *pushed.iter().max().unwrap();
     for app in apps.iter() {
+        // An instance hears of the others' saves a moment later.
+        app.wait_for_figure("newest_time", newest).await;
         let stored = times(&app.all_messages().await);
         assert_eq!(stored.len(), 20);
         assert!(
@@ -550,6 +553,9 @@ async fn a_save_retried_on_another_instance_with_its_cid_is_stored_once() {
         .call("/?name=bob&method=push&msg=once&time=1&cid=c-7", "callback")
         .await;
     assert_ne!(other_name["time"], first["time"]);
+    apps[0]
+        .wait_for_figure("newest_time", other_name["time"].as_u64().unwrap())
+        .await;
     let all = apps[0].all_messages().await;
     assert_eq!(texts(&all), ["once", "once"], "ann's once and bob's once");
     assert_eq!(all[0]["cid"], "c-7");

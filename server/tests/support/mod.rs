@@ -194,6 +194,11 @@ impl TestApp {
         wait_for_held_at(&self.client, &self.base_url, held).await;
     }
 
+    /// Waits until `/healthz` reports `value` for the figure `key` (e.g. `newest_time`).
+    pub async fn wait_for_figure(&self, key: &str, value: u64) {
+        wait_for_figure_at(&self.client, &self.base_url, key, value).await;
+    }
+
     /// Stops the server the way SIGTERM does and waits for it to finish.
     pub async fn stop(&mut self) {
         self.shutdown
@@ -212,16 +217,22 @@ pub const WAIT_DEADLINE: Duration = Duration::from_secs(30);
 /// Waits until the `/healthz` of the server at `base_url` (ending in `/`) reports `held` held
 /// pops, polling every 20 ms; panics with the last answer after [`WAIT_DEADLINE`].
 pub async fn wait_for_held_at(client: &reqwest::Client, base_url: &str, held: u64) {
+    wait_for_figure_at(client, base_url, "held_polls", held).await;
+}
+
+/// Waits until the `/healthz` of the server at `base_url` (ending in `/`) reports `value` for
+/// the figure `key`, polling every 20 ms; panics with the last answer after [`WAIT_DEADLINE`].
+pub async fn wait_for_figure_at(client: &reqwest::Client, base_url: &str, key: &str, value: u64) {
     let deadline = std::time::Instant::now() + WAIT_DEADLINE;
     loop {
         let health: Value =
             serde_json::from_str(&get_text(client, &format!("{base_url}healthz")).await).unwrap();
-        if health["held_polls"] == held {
+        if health[key] == value {
             return;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "never saw {held} held pops; last health {health}"
+            "never saw {key} = {value}; last health {health}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
