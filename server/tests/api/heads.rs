@@ -78,7 +78,7 @@ async fn more_than_96_header_fields_get_431_and_96_are_served() {
 #[tokio::test]
 async fn requests_the_http_layer_refuses_are_summed_up_in_the_log_not_logged_at_error() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = launch_binary(dir.path(), &[], None);
+    let server = launch_binary(dir.path(), &[], None);
     let addr: std::net::SocketAddr = server
         .base_url
         .trim_start_matches("http://")
@@ -91,16 +91,7 @@ async fn requests_the_http_layer_refuses_are_summed_up_in_the_log_not_logged_at_
     for _ in 0..2 {
         crate::support::raw_request(addr, b"GET /\x01 HTTP/1.1\r\n\r\n").await;
     }
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || {
-        let exit = server.child.wait().unwrap();
-        (exit, server)
-    });
-    let (exit, server) = exit.await.unwrap();
+    let (exit, server) = server.stop_and_wait().await;
     assert_eq!(exit.code(), Some(0));
     // The summary is the last thing the process writes before it exits.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);

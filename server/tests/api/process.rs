@@ -32,6 +32,27 @@ impl ServerProcess {
     pub(crate) fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }
+
+    /// Sends it SIGTERM, as an operator or systemd stops it.
+    pub(crate) fn sigterm(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Sends it SIGTERM and waits until it has exited; returns its exit status and itself (for
+    /// its log).
+    pub(crate) async fn stop_and_wait(mut self) -> (std::process::ExitStatus, ServerProcess) {
+        self.sigterm();
+        tokio::task::spawn_blocking(move || {
+            let exit = self.child.wait().unwrap();
+            (exit, self)
+        })
+        .await
+        .unwrap()
+    }
 }
 
 /// The flags every test process runs with: rate limits out of the way, a 10 s hold.
@@ -252,11 +273,7 @@ async fn sigterm_answers_held_pops_flushes_and_exits_zero() {
     };
     // SIGTERM once the pop is held, so that it is the stop that answers it.
     wait_for_held_at(&client, &server.base_url, 1).await;
-    let status = Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    server.sigterm();
     let answered = tokio::time::timeout(Duration::from_secs(5), held)
         .await
         .unwrap()

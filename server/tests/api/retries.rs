@@ -11,6 +11,23 @@ use crate::support::{
     call_once, spawn_app_on, spawn_app_with, spawn_app_with_clock, test_settings,
 };
 
+/// Shuts down the sending side of `stream` and reads what the server sends until it closes
+/// (at most 10 s): the head and the body of its answer.
+async fn half_close_and_read(mut stream: tokio::net::TcpStream, why: &str) -> (String, String) {
+    stream.shutdown().await.unwrap();
+    let mut received = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut received),
+    )
+    .await
+    .expect(why)
+    .unwrap();
+    let received = String::from_utf8_lossy(&received).into_owned();
+    let (head, body) = received.split_once("\r\n\r\n").expect("a whole answer");
+    (head.to_owned(), body.to_owned())
+}
+
 /// The JSONP object of a push of `msg` by `name` with client message id `cid`.
 async fn push_with_cid(app: &crate::support::TestApp, name: &str, msg: &str, cid: &str) -> Value {
     app.call(
@@ -120,19 +137,10 @@ async fn a_push_from_a_client_that_half_closes_is_answered_and_its_retry_stored_
         )
         .await
         .unwrap();
-    stream.shutdown().await.unwrap();
-    let mut received = Vec::new();
-    tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        stream.read_to_end(&mut received),
-    )
-    .await
-    .expect("the server ends the connection after answering")
-    .unwrap();
-    let received = String::from_utf8_lossy(&received);
-    assert!(received.starts_with("HTTP/1.1 200"), "{received:?}");
-    let body = &received[received.find("\r\n\r\n").unwrap() + 4..];
-    let answer = call_once(body, "cb");
+    let (head, body) =
+        half_close_and_read(stream, "the server ends the connection after answering").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head:?}");
+    let answer = call_once(&body, "cb");
     let retried = push_with_cid(&app, "ann", "half", "h-1").await;
     assert_eq!(retried["time"], answer["time"]);
     assert_eq!(app.health().await["messages"], 1);
@@ -155,17 +163,7 @@ async fn a_held_pop_whose_client_half_closes_is_answered_at_once_and_released() 
         .await
         .unwrap();
     app.wait_for_held(1).await;
-    stream.shutdown().await.unwrap();
-    let mut received = Vec::new();
-    tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        stream.read_to_end(&mut received),
-    )
-    .await
-    .expect("answered long before the 60 s hold time")
-    .unwrap();
-    let received = String::from_utf8_lossy(&received);
-    let body = &received[received.find("\r\n\r\n").unwrap() + 4..];
+    let (_, body) = half_close_and_read(stream, "answered long before the 60 s hold time").await;
     // Chunked: the JSONP is the chunk between its size line and the terminating chunk.
     let script = body.lines().nth(1).unwrap();
     let answer = call_once(script, "cb");

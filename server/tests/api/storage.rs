@@ -677,7 +677,7 @@ async fn compaction_retried_while_the_chunk_folder_is_write_only_never_duplicate
     };
     let flags = ["--compact-after", "1"];
     let client = reqwest::Client::new();
-    let mut server = crate::process::launch_binary_as(nobody, &dir, &flags);
+    let server = crate::process::launch_binary_as(nobody, &dir, &flags);
     let push = |n: u32, base: String| {
         let client = client.clone();
         async move {
@@ -708,17 +708,7 @@ async fn compaction_retried_while_the_chunk_folder_is_write_only_never_duplicate
     }
     set_mode(0o755);
     push(206, server.base_url.clone()).await;
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || {
-        let exit = server.child.wait().unwrap();
-        (exit, server)
-    })
-    .await
-    .unwrap();
+    let exit = server.stop_and_wait().await;
     assert_eq!(exit.0.code(), Some(0), "{}", exit.1.log_text());
 
     let restarted = crate::process::launch_binary_as(nobody, &dir, &flags);
