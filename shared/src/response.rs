@@ -153,7 +153,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    /// Every code, in declaration order.
+    /// Every code.
     pub const ALL: [ErrorCode; 14] = [
         ErrorCode::MessageTooLong,
         ErrorCode::NameTooLong,
