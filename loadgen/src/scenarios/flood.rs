@@ -99,7 +99,7 @@ struct FloodTally {
     sent: u64,
     /// Answers by [`answer_kind`].
     answers: BTreeMap<String, u64>,
-    /// Requests without an answer (transport errors, timeouts), with the first few errors.
+    /// Requests without an answer (transport errors, timeouts).
     unanswered: u64,
     /// The first few transport errors, for the report.
     errors: Vec<String>,
@@ -290,7 +290,7 @@ pub async fn run(target: Target, params: FloodParams, quiet: bool) -> Report {
             return report;
         }
     };
-    let (received_tx, received_rx) = watch::channel(0u64);
+    let (received_tx, mut received_rx) = watch::channel(0u64);
     let (stop_tx, stop_rx) = watch::channel(false);
     let waiter = tokio::spawn(held_pop(
         client.clone(),
@@ -346,7 +346,7 @@ pub async fn run(target: Target, params: FloodParams, quiet: bool) -> Report {
                 push_latencies.merge(&tally.latencies);
                 acked.extend(tally.acked.iter().map(|&(seq, at)| ((index, seq), at)));
                 acked_per_pusher.push(tally.acked.iter().map(|&(seq, _)| seq).collect());
-                report.transport_errors += tally.errors.len() as u64;
+                // Not retried, so not transport errors: each is a violation.
                 report.violations(tally.errors);
             }
             Err(error) => {
@@ -359,7 +359,6 @@ pub async fn run(target: Target, params: FloodParams, quiet: bool) -> Report {
 
     progress.set_message("waiting for the held pop to receive every push");
     let n_acked = acked.len() as u64;
-    let mut received_rx = received_rx;
     let _ = tokio::time::timeout(
         WAKE_GRACE,
         received_rx.wait_for(|&received| received >= n_acked),
