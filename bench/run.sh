@@ -6,7 +6,8 @@
 #
 # Sizes can be changed through the environment: POLLERS (10000), RATE (0.5: one message fanned
 # out at a time, every 2 s), FANOUT_SECONDS (20),
-# PUSHERS (64), PUSH_SECONDS (10), HISTORY (100000), IDLE_SECONDS (10).
+# PUSHERS (64), PUSH_SECONDS (10), HISTORY (100000), IDLE_SECONDS (10), FLOODERS (4: clients
+# sending 60 KB queries of 15 000 keys beside normal pushes), FLOOD_SECONDS (10).
 # The Redis backend is measured in the same run: one instance, then two behind nginx
 # (deploy/redis.conf, deploy/nginx.conf), and the wake-up of a held pop on another instance.
 # Everything runs on 127.0.0.1 and stops by itself.
@@ -22,6 +23,8 @@ PUSH_SECONDS="${PUSH_SECONDS:-10}"
 HISTORY="${HISTORY:-100000}"
 IDLE_SECONDS="${IDLE_SECONDS:-10}"
 WAKE_SECONDS="${WAKE_SECONDS:-10}"
+FLOODERS="${FLOODERS:-4}"
+FLOOD_SECONDS="${FLOOD_SECONDS:-10}"
 
 scripts/setup.sh cluster
 if ! [ -f /usr/lib/nginx/modules/ngx_nchan_module.so ]; then
@@ -81,6 +84,15 @@ target/release/chat-server --bind 127.0.0.1:8973 --data-dir "$work/wake" \
 pids+=("$!")
 wait_for_port 8973
 loadgen --url http://127.0.0.1:8973/ fanout --pollers 1 --rate 20 --duration "$WAKE_SECONDS" >"$out/ours-wake.json"
+kill -TERM "${pids[-1]}"; wait "${pids[-1]}" || true
+
+echo "== ours: normal pushes and a held pop, without and beside a query flood (issue 7 A4)"
+target/release/chat-server --bind 127.0.0.1:8973 --data-dir "$work/flood" \
+  --push-burst 100000000 --push-rate 100000000 2>"$work/flood.log" &
+pids+=("$!")
+wait_for_port 8973
+loadgen --url http://127.0.0.1:8973/ flood --flooders 0 --duration "$FLOOD_SECONDS" >"$out/ours-flood-baseline.json"
+loadgen --url http://127.0.0.1:8973/ flood --flooders "$FLOODERS" --duration "$FLOOD_SECONDS" >"$out/ours-flood.json"
 kill -TERM "${pids[-1]}"; wait "${pids[-1]}" || true
 
 echo "== ours on Redis: one instance, then two behind nginx"

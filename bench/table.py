@@ -44,6 +44,41 @@ def verdict(*reports):
     return "yes" if all(not r["violations"] for r in present) else "NO"
 
 
+def flood_section(folder):
+    """The query flood of issue 7 A4: normal traffic without and beside it (`loadgen flood`)."""
+    baseline, flooded = load(folder, "ours-flood-baseline"), load(folder, "ours-flood")
+    if baseline is None and flooded is None:
+        return
+    params = (flooded or baseline)["params"]
+    print()
+    print(f"A query flood beside normal traffic (issue 7 A4): {params['pushers']} pushers at "
+          f"{params['push_rate_per_pusher']:g} pushes/s each and one held pop woken by their pushes, "
+          f"without and beside {params['flooders']} clients sending, as fast as answered, "
+          f"{params['flood_query_bytes'] / 1000:.0f} KB queries of {params['keys']:,} distinct keys:")
+    print()
+    print("| figure | without the flood | beside the flood | beside / without | every push stored once, every flood request refused |")
+    print("|---|---|---|---|---|")
+    rows = [
+        ("push latency p50", "push_latency_p50", "ms"),
+        ("push latency p99", "push_latency_p99", "ms"),
+        ("push latency max", "push_latency_max", "ms"),
+        ("held pop's wake-up p50 (from the push's acknowledgement)", "wake_latency_p50", "ms"),
+        ("held pop's wake-up p99 (from the push's acknowledgement)", "wake_latency_p99", "ms"),
+        ("held pop's wake-up p50 (from the push's send)", "wake_from_send_p50", "ms"),
+        ("held pop's wake-up p99 (from the push's send)", "wake_from_send_p99", "ms"),
+        ("flood requests answered (too_many_parameters)", "flood_answers_per_s", "req/s"),
+    ]
+    for figure, name, unit in rows:
+        without, beside = metric(baseline, name), metric(flooded, name)
+        ratio = f"{beside / without:.2f}" if beside is not None and without and without >= 0.05 else "n/a"
+        print(f"| {figure} | {fmt(without, unit)} | {fmt(beside, unit)} | {ratio} | {verdict(baseline, flooded)} |")
+    p99 = metric(flooded, "push_latency_p99")
+    if p99 is not None:
+        target = params["push_p99_target_ms"]
+        print()
+        print(f"Push p99 beside the flood under {target:g} ms: {'yes' if p99 < target else 'NO'} ({p99:.1f} ms).")
+
+
 def main():
     folder = pathlib.Path(sys.argv[1])
     rows = [
@@ -93,6 +128,7 @@ def main():
         report = load(folder, name)
         p50, p99 = metric(report, "fanout_latency_p50"), metric(report, "fanout_latency_p99")
         print(f"| wake-up of {label}, from the push's acknowledgement: p50 / p99 | {fmt(p50, 'ms')} / {fmt(p99, 'ms')} | | | | | {verdict(report)} |")
+    flood_section(folder)
     params = load(folder, "ours-fanout")
     if params:
         print()

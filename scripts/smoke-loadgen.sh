@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A short load-generator run against a freshly started server (debug build, temp data folder):
-# 200 pollers for 2 s of fan-out, a 1 s push run, a 1000-message catch-up and 2 s of idle polls.
+# 200 pollers for 2 s of fan-out, a 1 s push run, a 1000-message catch-up, 2 s of idle polls and
+# 2 s of pushes beside two clients flooding 60 KB queries (every flood request must be refused).
 # loadgen exits non-zero when any message is lost, duplicated or out of order. Not a benchmark:
 # see bench/run.sh and BENCHMARKS.md for that.
 set -euo pipefail
@@ -27,4 +28,5 @@ run fanout --pollers 200 --rate 5 --duration 2 --grace 10
 run push --concurrency 8 --duration 1
 run catchup --history 1000 --seeders 8
 run idle --pollers 200 --duration 2 --server-pid "$server_pid"
-echo "loadgen smoke run: 4 passed, 0 failed"
+run flood --flooders 2 --pushers 2 --duration 2
+echo "loadgen smoke run: 5 passed, 0 failed"

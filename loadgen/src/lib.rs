@@ -3,7 +3,8 @@
 //!
 //! Scenarios (see [`scenarios`]): `fanout` (held pops and a publisher: delivery latency, every
 //! message exactly once and in order), `push` (durable pushes per second), `catchup` (paging
-//! through a long history), `idle` (server memory per held pop).
+//! through a long history), `idle` (server memory per held pop), `flood` (normal pushes' latency
+//! beside clients sending 60 KB queries of 15 000 keys).
 
 pub mod client;
 pub mod report;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use loadgen::client::{http_client, JsonpClient, NchanClient};
-use loadgen::scenarios::{catchup, fanout, idle, push, Target};
+use loadgen::scenarios::{catchup, fanout, flood, idle, push, Target};
 
 /// Load generator for the JSONP long-polling chat protocol.
 #[derive(Debug, Parser)]
@@ -98,6 +98,25 @@ enum Scenario {
         #[arg(long = "server-pid")]
         server_pids: Vec<u32>,
     },
+    /// F clients sending 60 KB queries of 15 000 distinct keys beside P pushers and a held
+    /// pop for D seconds: the pushes' latency and the pop's wake-up (issue 7 A4).
+    Flood {
+        /// Concurrent flooders (0: normal traffic alone, the baseline).
+        #[arg(long, default_value_t = 4)]
+        flooders: usize,
+        /// Distinct keys per flood query.
+        #[arg(long, default_value_t = 15_000)]
+        keys: usize,
+        /// Concurrent pushers (the normal traffic).
+        #[arg(long, default_value_t = 4)]
+        pushers: usize,
+        /// Pushes per second of each pusher (0: as fast as answered).
+        #[arg(long, default_value_t = 20.0)]
+        push_rate: f64,
+        /// Seconds of flooding and pushing.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+    },
 }
 
 fn seconds(value: f64) -> Duration {
@@ -111,6 +130,9 @@ async fn main() -> ExitCode {
         Scenario::Fanout { pollers, .. } | Scenario::Idle { pollers, .. } => *pollers as u64 + 1024,
         Scenario::Push { concurrency, .. } => *concurrency as u64 + 1024,
         Scenario::Catchup { seeders, .. } => *seeders as u64 + 1024,
+        Scenario::Flood {
+            flooders, pushers, ..
+        } => (*flooders + *pushers) as u64 + 1024,
     };
     let limit = loadgen::raise_open_file_limit(wanted);
     if limit < wanted {
@@ -194,6 +216,26 @@ async fn main() -> ExitCode {
                     pollers,
                     duration: seconds(duration),
                     server_pids,
+                },
+                quiet,
+            )
+            .await
+        }
+        Scenario::Flood {
+            flooders,
+            keys,
+            pushers,
+            push_rate,
+            duration,
+        } => {
+            flood::run(
+                target,
+                flood::FloodParams {
+                    flooders,
+                    keys,
+                    pushers,
+                    push_rate: push_rate.max(0.0),
+                    duration: seconds(duration),
                 },
                 quiet,
             )

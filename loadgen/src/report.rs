@@ -16,7 +16,7 @@ pub struct Metric {
 /// The result of one scenario run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
-    /// `fanout`, `push`, `catchup` or `idle`.
+    /// `fanout`, `push`, `catchup`, `idle` or `flood`.
     pub scenario: String,
     /// `jsonp` or `nchan`.
     pub protocol: String,

@@ -3,6 +3,7 @@
 
 pub mod catchup;
 pub mod fanout;
+pub mod flood;
 pub mod idle;
 pub mod push;
 
