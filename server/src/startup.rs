@@ -669,7 +669,7 @@ async fn start_redis_room(
         prefix: settings.redis_prefix.clone(),
         max_len: settings.redis_max_len,
     };
-    let backend = RedisBackend::start(&config, lock)
+    let backend = RedisBackend::start(&config, Some(lock))
         .await
         .with_context(|| format!("cannot start on {url}"))?;
     let presence = RedisPresence::start(url, backend.keys(), settings.presence_linger(), clock)
