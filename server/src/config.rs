@@ -217,16 +217,21 @@ impl Settings {
     /// The defaults, as if no flag and no variable were given (the `CHAT_*` environment is not
     /// read), but bound to `bind` and storing in `data_dir`: the starting point of tests.
     pub fn for_tests(bind: SocketAddr, data_dir: PathBuf) -> Settings {
-        use clap::{CommandFactory, FromArgMatches};
-        // Without the `CHAT_*` variables: a developer's environment must not change tests.
-        let command = Settings::command().mut_args(|arg| arg.env(None::<&str>));
-        let matches = command.get_matches_from(["chat-server"]);
+        use clap::FromArgMatches;
+        let matches = Settings::command_without_environment().get_matches_from(["chat-server"]);
         let mut settings = Settings::from_arg_matches(&matches)
             .unwrap_or_else(|error| unreachable!("the defaults parse: {error}"));
         settings.bind = bind;
         settings.data_dir = data_dir;
         settings.static_dir = None;
         settings
+    }
+
+    /// The command line of [`Settings::for_tests`]: every flag without its `CHAT_*` variable,
+    /// so that a developer's environment does not change test results.
+    fn command_without_environment() -> clap::Command {
+        use clap::CommandFactory;
+        Settings::command().mut_args(|arg| arg.env(None::<&str>))
     }
 
     /// The folder of the web page to serve: [`Settings::static_dir`], else `frontend/dist`
@@ -256,13 +261,26 @@ mod tests {
 
     #[test]
     fn test_settings_ignore_the_environment() {
-        // Regression: a developer's `CHAT_*` variables changed the test results.
-        std::env::set_var("CHAT_PAGE_SIZE", "7");
+        // Regression: a developer's `CHAT_*` variables changed the test results. Checked on
+        // the command itself: setting a variable here would race with the other tests.
+        use clap::CommandFactory;
+        let with_environment = Settings::command()
+            .get_arguments()
+            .filter(|arg| arg.get_env().is_some())
+            .count();
+        assert!(
+            with_environment > 10,
+            "the real command reads CHAT_* variables"
+        );
+        let read = Settings::command_without_environment()
+            .get_arguments()
+            .filter_map(|arg| arg.get_env().map(|env| env.to_string_lossy().into_owned()))
+            .collect::<Vec<_>>();
+        assert_eq!(read, Vec::<String>::new());
         let settings = Settings::for_tests(
             "127.0.0.1:0".parse().expect("address"),
             PathBuf::from("data"),
         );
-        std::env::remove_var("CHAT_PAGE_SIZE");
         assert_eq!(settings.page_size, DEFAULT_PAGE_SIZE);
     }
 }

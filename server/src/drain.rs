@@ -11,12 +11,14 @@
 //! arrives until the client closes its side, at most [`DRAIN_BYTES`] or [`DRAIN_TIME`], and
 //! only then closes it.
 //!
-//! At most [`MAX_DRAINING`] sockets drain at once, so a flood of bad requests cannot hold many
+//! At most a [`DrainBudget`]'s sockets drain at once (fitted to the open-file limit with the
+//! other caps: `crate::startup::ConnectionCaps`), so a flood of bad requests cannot hold many
 //! descriptors; beyond it a socket is closed at once, as before.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -29,23 +31,58 @@ pub const DRAIN_BYTES: usize = 1024 * 1024;
 /// The longest a closing connection waits for its client to close its side: 2 s.
 pub const DRAIN_TIME: Duration = Duration::from_secs(2);
 
-/// The most connections draining at once.
-pub const MAX_DRAINING: usize = 256;
+/// How many closed connections of one server may drain at once, and how many do.
+#[derive(Debug)]
+pub struct DrainBudget {
+    max: usize,
+    draining: AtomicUsize,
+}
 
-/// Connections draining right now.
-static DRAINING: AtomicUsize = AtomicUsize::new(0);
+impl DrainBudget {
+    /// A budget of `max` connections draining at once.
+    pub fn new(max: usize) -> Arc<DrainBudget> {
+        Arc::new(DrainBudget {
+            max,
+            draining: AtomicUsize::new(0),
+        })
+    }
+
+    /// How many connections are draining right now.
+    pub fn n_draining(&self) -> usize {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// A place to drain in, when one is free.
+    fn take(self: &Arc<Self>) -> Option<DrainSlot> {
+        let already = self.draining.fetch_add(1, Ordering::SeqCst);
+        let slot = DrainSlot(self.clone());
+        (already < self.max).then_some(slot)
+    }
+}
+
+/// One place of a [`DrainBudget`], counted from just before it is made until it is dropped
+/// (also when a stopping runtime drops the drain).
+struct DrainSlot(Arc<DrainBudget>);
+
+impl Drop for DrainSlot {
+    fn drop(&mut self) {
+        self.0.draining.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// A connection's stream that drains before it closes (see the module docs).
 #[derive(Debug)]
 pub struct DrainOnClose {
     stream: Option<TcpStream>,
+    budget: Arc<DrainBudget>,
 }
 
 impl DrainOnClose {
-    /// Wraps an accepted connection.
-    pub fn new(stream: TcpStream) -> DrainOnClose {
+    /// Wraps an accepted connection, which drains within `budget` when it closes.
+    pub fn new(stream: TcpStream, budget: Arc<DrainBudget>) -> DrainOnClose {
         DrainOnClose {
             stream: Some(stream),
+            budget,
         }
     }
 
@@ -56,11 +93,6 @@ impl DrainOnClose {
 
     fn stream(&mut self) -> Pin<&mut TcpStream> {
         Pin::new(self.stream.as_mut().expect("only taken when dropped"))
-    }
-
-    /// How many connections are draining right now.
-    pub fn n_draining() -> usize {
-        DRAINING.load(Ordering::SeqCst)
     }
 }
 
@@ -112,26 +144,14 @@ impl Drop for DrainOnClose {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let already_draining = DRAINING.fetch_add(1, Ordering::SeqCst);
-        let slot = DrainSlot;
-        if already_draining >= MAX_DRAINING {
+        let Some(slot) = self.budget.take() else {
             return;
-        }
+        };
         runtime.spawn(async move {
             // Held until the drain ends, also when the runtime drops the task at a stop.
             let _slot = slot;
             let _ = tokio::time::timeout(DRAIN_TIME, drain(stream)).await;
         });
-    }
-}
-
-/// One of the [`MAX_DRAINING`] places, counted in [`DRAINING`] from just before it is made
-/// until it is dropped.
-struct DrainSlot;
-
-impl Drop for DrainSlot {
-    fn drop(&mut self) {
-        DRAINING.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -377,8 +377,9 @@ pub struct AnswerWriter {
 
 impl AnswerWriter {
     fn new(callback: CallbackName, query: &Query) -> AnswerWriter {
-        // The protocol's own parameters are echoed whole (they are checked and bounded on their
-        // own); the others only while they fit in MAX_EXTRA_ECHO_BYTES.
+        // The protocol's own parameters are echoed, each cut to MAX_EXTRA_ECHO_BYTES (a save's
+        // answer carries the stored name and text instead, whole); the others only while they
+        // fit in MAX_EXTRA_ECHO_BYTES together.
         let mut extra_bytes = 0usize;
         let echo = query
             .params()
@@ -395,7 +396,17 @@ impl AnswerWriter {
                 }
                 fits
             })
-            .map(|param| (param.key.clone(), param.value.clone()))
+            .map(|param| {
+                let mut value = param.value.clone();
+                if value.len() > MAX_EXTRA_ECHO_BYTES {
+                    let mut cut = MAX_EXTRA_ECHO_BYTES;
+                    while !value.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    value.truncate(cut);
+                }
+                (param.key.clone(), value)
+            })
             .collect();
         AnswerWriter {
             callback,

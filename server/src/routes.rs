@@ -127,7 +127,7 @@ pub fn configure(
     static_dir: Option<std::path::PathBuf>,
 ) -> impl Fn(&mut web::ServiceConfig) + Clone {
     move |cfg| {
-        cfg.route("/healthz", web::get().to(healthz))
+        cfg.route("/healthz", web::route().to(healthz))
             .route("/favicon.ico", web::route().to(favicon));
         if let Some(dir) = &static_dir {
             cfg.service(
@@ -175,7 +175,10 @@ async fn status(state: web::Data<AppState>) -> HttpResponse {
 
 /// `200 {"status":"ok",…}`, or `503 {"status":"degraded","reason":…,…}` while the backend
 /// fails (saves then get `storage_failed`); the other fields are the room's figures.
-async fn healthz(state: web::Data<AppState>) -> HttpResponse {
+async fn healthz(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if let Some(response) = answer_read_only_method(&request) {
+        return response;
+    }
     let mut figures = serde_json::json!({
         "status": "ok",
         "messages": state.room.n_messages(),
@@ -201,8 +204,27 @@ async fn healthz(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// Browsers ask for it on every page; it is never a chat request (nothing is saved).
-async fn favicon() -> HttpResponse {
-    HttpResponse::NoContent().finish()
+async fn favicon(request: HttpRequest) -> HttpResponse {
+    answer_read_only_method(&request).unwrap_or_else(|| HttpResponse::NoContent().finish())
+}
+
+/// The methods of the read-only resources (`/healthz`, `/favicon.ico`), for `Allow`.
+const READ_ONLY_METHODS: &str = "GET, HEAD, OPTIONS";
+
+/// Answers the methods a read-only resource does not serve: `OPTIONS` gets 204 and `Allow`,
+/// any method but `GET` and `HEAD` gets 405 and `Allow` (the HTTP layer answers `HEAD` with the
+/// headers of the `GET`, without the body). `None` for `GET` and `HEAD`.
+fn answer_read_only_method(request: &HttpRequest) -> Option<HttpResponse> {
+    let status = match *request.method() {
+        HttpMethod::GET | HttpMethod::HEAD => return None,
+        HttpMethod::OPTIONS => actix_web::http::StatusCode::NO_CONTENT,
+        _ => actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+    };
+    let mut response = HttpResponse::build(status).finish();
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(READ_ONLY_METHODS));
+    Some(response)
 }
 
 fn plain_text(status: actix_web::http::StatusCode, text: &'static str) -> HttpResponse {

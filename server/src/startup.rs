@@ -407,6 +407,7 @@ impl Application {
         let connections = ConnectionCount::default();
         let counted = connections.clone();
         let hangups = crate::hangup::HangupWatch::start().context("cannot watch for hang-ups")?;
+        let draining = crate::drain::DrainBudget::new(caps.max_draining);
         let routes = routes::configure(static_dir);
         let builder = actix_server::Server::build();
         // Told to each connection when a stop begins, so that idle keep-alive connections
@@ -429,6 +430,7 @@ impl Application {
                 let counted = counted.clone();
                 let hangups = hangups.clone();
                 let stopping = stopping.clone();
+                let draining = draining.clone();
                 let http = actix_http::HttpService::build()
                     .graceful_shutdown_signal(move || {
                         let stopping = stopping.clone();
@@ -459,17 +461,20 @@ impl Application {
                     .finish(actix_service::map_config(app(), |()| {
                         actix_web::dev::AppConfig::default()
                     }));
-                actix_service::fn_service(|stream: actix_web::rt::net::TcpStream| async move {
+                actix_service::fn_service(move |stream: actix_web::rt::net::TcpStream| {
+                    let draining = draining.clone();
+                    async move {
                     // Answers are small and must leave at once: no Nagle delay behind an
                     // unacknowledged segment (a held pop's head went out earlier on the same
                     // connection).
                     let _ = stream.set_nodelay(true);
                     let peer = stream.peer_addr().ok();
                     Ok::<_, actix_http::error::DispatchError>((
-                        DrainOnClose::new(stream),
+                        DrainOnClose::new(stream, draining),
                         actix_http::Protocol::Http1,
                         peer,
                     ))
+                    }
                 })
                 .and_then(http)
             })
@@ -509,6 +514,7 @@ impl Application {
             open_files_limit = caps.open_files,
             max_polls_per_ip = caps.max_polls_per_ip,
             max_connections_per_worker = caps.max_connections_per_worker,
+            max_draining = caps.max_draining,
             push_burst = settings.push_burst.get(),
             push_rate = settings.push_rate.get(),
             poll_timeout_secs = settings.poll_timeout,
@@ -741,6 +747,9 @@ pub struct ConnectionCaps {
     /// Connections each HTTP worker accepts before it waits for one to close (instead of
     /// failing to accept with "too many open files" and retrying).
     pub max_connections_per_worker: usize,
+    /// Closed connections that may drain at once ([`crate::drain`]): each keeps its descriptor
+    /// for up to [`crate::drain::DRAIN_TIME`] after its connection no longer counts.
+    pub max_draining: usize,
     /// The open-file limit they were fitted to (0: unknown, the flags are used as given).
     pub open_files: u64,
 }
@@ -749,8 +758,9 @@ impl ConnectionCaps {
     /// Fits the caps of `settings` to `open_files` descriptors shared by `workers` HTTP workers.
     /// An eighth of the limit (32 to 1024 descriptors) is kept for everything that is not a
     /// connection: data files, the write-ahead log, chunk files being read, Redis connections,
-    /// the runtime's own. Of the rest, an eighth (16 to 1024) is kept for requests that are not
-    /// held pops (saves, `/healthz`), so that a full house of held pops never locks them out.
+    /// the runtime's own; a sixteenth (8 to 256) for closed connections that drain. Of the
+    /// rest, an eighth (16 to 1024) is kept for requests that are not held pops (saves,
+    /// `/healthz`), so that a full house of held pops never locks them out.
     pub fn fit(settings: &Settings, open_files: u64, workers: usize) -> ConnectionCaps {
         let workers = workers.max(1);
         if open_files == 0 {
@@ -758,21 +768,29 @@ impl ConnectionCaps {
                 max_polls: settings.max_polls,
                 max_polls_per_ip: settings.max_polls_per_ip,
                 max_connections_per_worker: (settings.max_polls + 1024).div_ceil(workers),
+                max_draining: MAX_DRAINING,
                 open_files,
             };
         }
         let limit = usize::try_from(open_files).unwrap_or(usize::MAX);
-        let for_connections = limit.saturating_sub((limit / 8).clamp(32, 1024));
+        let max_draining = (limit / 16).clamp(8, MAX_DRAINING);
+        let for_connections = limit
+            .saturating_sub((limit / 8).clamp(32, 1024))
+            .saturating_sub(max_draining);
         let for_polls = for_connections.saturating_sub((for_connections / 8).clamp(16, 1024));
         let max_polls = settings.max_polls.min(for_polls);
         ConnectionCaps {
             max_polls,
             max_polls_per_ip: settings.max_polls_per_ip.min(max_polls),
             max_connections_per_worker: (for_connections / workers).max(1),
+            max_draining,
             open_files,
         }
     }
 }
+
+/// The most closed connections draining at once when the open-file limit leaves room.
+const MAX_DRAINING: usize = 256;
 
 #[cfg(test)]
 mod tests {
@@ -785,10 +803,12 @@ mod tests {
             std::path::PathBuf::from("data"),
         );
         let caps = ConnectionCaps::fit(&settings, 256, 2);
-        // 256 - 32 kept for files = 224 connections; 224 - 28 kept for requests = 196 pops.
-        assert_eq!(caps.max_polls, 196);
-        assert_eq!(caps.max_polls_per_ip, 196);
-        assert_eq!(caps.max_connections_per_worker, 112);
+        // 256 - 32 kept for files - 16 draining = 208 connections; 208 - 26 kept for requests
+        // = 182 pops.
+        assert_eq!(caps.max_draining, 16);
+        assert_eq!(caps.max_polls, 182);
+        assert_eq!(caps.max_polls_per_ip, 182);
+        assert_eq!(caps.max_connections_per_worker, 104);
         let roomy = ConnectionCaps::fit(&settings, 1_000_000, 2);
         assert_eq!(roomy.max_polls, settings.max_polls, "the flag when it fits");
     }

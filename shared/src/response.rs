@@ -160,7 +160,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    /// Every code, in declaration order.
+    /// Every code.
     pub const ALL: [ErrorCode; 17] = [
         ErrorCode::MessageTooLong,
         ErrorCode::NameTooLong,

@@ -45,12 +45,14 @@ pub const DEFAULT_PREFIX: &str = "chat:";
 /// `KEYS[3]` the prefix of the client-message-id keys, `ARGV[1]` the most entries to keep (`""`
 /// to keep all), `ARGV[2]` how long a client message id is remembered (ms), then `name`, `msg`,
 /// `cid` triples (`cid` `""` when none). Returns the stream's length, the newest trimmed time (0
-/// when none), then the times given, in order.
+/// when none), then for each draft, in order, the time given and the first save's text for a
+/// retry (nil for a new message).
 ///
 /// A draft with a `cid` whose key `KEYS[3] .. len(name) .. ":" .. name .. ":" .. cid` exists
 /// (a save of the window under the same name and `cid`, by any instance) is not added: its time
-/// is the first save's. The key is written with the entry, expiring after the window. (These
-/// keys are derived inside the script, so the backend needs a single Redis, not a cluster.)
+/// and text are the first save's. The key (`"<time> <text>"`) is written with the entry,
+/// expiring after the window. (These keys are derived inside the script, so the backend needs a
+/// single Redis, not a cluster.)
 ///
 /// Trimming is exact and amortized: once the stream holds `max + slack` entries (slack: a tenth
 /// of `max`, between 100 and 10 000), the oldest beyond `max` are removed at once and the time of
@@ -78,18 +80,21 @@ for i = 3, #ARGV, 3 do
     first = redis.call('GET', cid_key)
   end
   if first then
-    times[#times + 1] = tonumber(first)
+    local space = string.find(first, ' ', 1, true)
+    times[#times + 1] = tonumber(string.sub(first, 1, space - 1))
+    times[#times + 1] = string.sub(first, space + 1)
   else
     local time = math.max(now, last + 1)
     last = time
     local id = string.format('%.0f-0', time)
     if cid ~= '' then
       redis.call('XADD', KEYS[1], id, 'name', name, 'msg', msg, 'cid', cid)
-      redis.call('SET', cid_key, string.format('%.0f', time), 'PX', ARGV[2])
+      redis.call('SET', cid_key, string.format('%.0f', time) .. ' ' .. msg, 'PX', ARGV[2])
     else
       redis.call('XADD', KEYS[1], id, 'name', name, 'msg', msg)
     end
     times[#times + 1] = time
+    times[#times + 1] = false
   end
 end
 local length = redis.call('XLEN', KEYS[1])
@@ -437,23 +442,39 @@ impl MessageBackend for RedisBackend {
                 .arg(draft.msg.as_str())
                 .arg(draft.cid.as_ref().map_or("", |cid| cid.as_str()));
         }
-        let reply: Vec<u64> = invocation
+        let reply: Vec<Value> = invocation
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(|error| self.failed("append", &error))?;
         self.available.store(true, Ordering::SeqCst);
-        let [length, trimmed, times @ ..] = reply.as_slice() else {
+        let number = |value: &Value| redis::from_redis_value::<u64>(value.clone()).ok();
+        let (Some(length), Some(trimmed)) = (
+            reply.first().and_then(number),
+            reply.get(1).and_then(number),
+        ) else {
             return Err(storage_error("append", "a short answer"));
         };
-        self.figures.set_length(*length, self.max_len.is_some());
+        self.figures.set_length(length, self.max_len.is_some());
         self.figures
             .trimmed_through
-            .fetch_max(*trimmed, Ordering::SeqCst);
-        let messages: Vec<Message> = drafts
-            .into_iter()
-            .zip(times)
-            .map(|(draft, &time)| draft.timed(time))
-            .collect();
+            .fetch_max(trimmed, Ordering::SeqCst);
+        let timed = reply.get(2..).unwrap_or_default().chunks(2);
+        if timed.len() != drafts.len() {
+            return Err(storage_error("append", "an answer of the wrong length"));
+        }
+        let mut messages: Vec<Message> = Vec::with_capacity(drafts.len());
+        for (draft, pair) in drafts.into_iter().zip(timed) {
+            let time = pair
+                .first()
+                .and_then(number)
+                .ok_or_else(|| storage_error("append", "a time that is not a number"))?;
+            let mut message = draft.timed(time);
+            // A retry: answered with what the first save stored.
+            if let Some(Value::BulkString(first_text)) = pair.get(1) {
+                message.msg = String::from_utf8_lossy(first_text).into_owned();
+            }
+            messages.push(message);
+        }
         if let Some(last) = messages.last() {
             // This instance's own saves are published at once, not one XREAD later.
             let time = last.time;

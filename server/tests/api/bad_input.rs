@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::support::{raw_request, run_jsonp, spawn_app_with, spawn_app_with_clock_and};
+use crate::support::{encode, raw_request, run_jsonp, spawn_app_with, spawn_app_with_clock_and};
 
 #[tokio::test]
 async fn bad_input_is_refused_through_the_callback_and_nothing_is_stored() {
@@ -397,4 +397,36 @@ async fn a_query_of_fifteen_thousand_distinct_keys_is_refused_with_too_many_para
     );
     assert_eq!(object["_"], "1", "small extras still are");
     assert_eq!(object["msg"], "hi");
+}
+
+/// Before, the protocol's own parameters were echoed whole: a refused push of a 60 KB `msg`
+/// answered with all 60 KB.
+#[tokio::test]
+async fn a_refusal_echoes_at_most_4_kib_of_each_parameter_and_a_save_echoes_what_it_stored() {
+    let app = spawn_app_with(|_| {}).await;
+    let long = "y".repeat(60_000);
+    let answer = app
+        .get(&format!(
+            "/?name=a&method=push&msg={long}&time=1&callback=cb"
+        ))
+        .await;
+    let object = crate::support::jsonp_object(&answer.body).unwrap();
+    assert_eq!(object["error"]["code"], "message_too_long", "{object}");
+    assert_eq!(object["msg"].as_str().unwrap().len(), 4096);
+    assert!(answer.body.len() < 5 * 1024, "{} bytes", answer.body.len());
+
+    // A multi-byte character is never cut in half; a stored text is echoed whole.
+    let text = "兵".repeat(2000);
+    let object = app
+        .call(
+            &format!("/?name=a&method=push&msg={}&time=1", encode(&text)),
+            "callback",
+        )
+        .await;
+    assert_eq!(object.get("error"), None, "{object}");
+    assert_eq!(
+        object["msg"],
+        text.as_str(),
+        "6000 bytes, stored and echoed whole"
+    );
 }

@@ -84,3 +84,35 @@ async fn post_keeps_its_legacy_meaning() {
         "the exit beacon is stored"
     );
 }
+
+/// Before, `/healthz` answered HEAD and OPTIONS with the chat's plain-text banner (it was a
+/// GET-only route), and `/favicon.ico` answered DELETE or PUT with 204.
+#[tokio::test]
+async fn health_and_favicon_serve_get_and_head_answer_options_and_refuse_other_methods() {
+    let app = spawn_app().await;
+    for path in ["/healthz", "/favicon.ico"] {
+        let get = app.request(Method::GET, path).await;
+        let head = app.request(Method::HEAD, path).await;
+        assert_eq!(head.status, get.status, "{path}");
+        assert_eq!(
+            head.headers.get("content-type"),
+            get.headers.get("content-type"),
+            "{path}"
+        );
+        assert!(head.body.is_empty(), "{path}");
+        let options = app.request(Method::OPTIONS, path).await;
+        assert_eq!(options.status, 204, "{path}");
+        assert_eq!(options.headers["allow"], "GET, HEAD, OPTIONS", "{path}");
+        for method in ["PUT", "DELETE", "POST", "PATCH"] {
+            let answer = app
+                .request(Method::from_bytes(method.as_bytes()).unwrap(), path)
+                .await;
+            assert_eq!(answer.status, 405, "{method} {path}");
+            assert_eq!(
+                answer.headers["allow"], "GET, HEAD, OPTIONS",
+                "{method} {path}"
+            );
+        }
+    }
+    assert_eq!(app.health().await["messages"], 0);
+}

@@ -41,8 +41,9 @@ async fn push_with_cid(app: &crate::support::TestApp, name: &str, msg: &str, cid
 async fn a_push_sent_again_with_its_cid_is_stored_once_and_answered_with_the_first_time() {
     let app = spawn_app_with(|_| {}).await;
     let first = push_with_cid(&app, "ann", "hello", "m-1").await;
-    let again = push_with_cid(&app, "ann", "hello", "m-1").await;
+    let again = push_with_cid(&app, "ann", "hello+again", "m-1").await;
     assert_eq!(again["time"], first["time"], "{again}");
+    assert_eq!(again["msg"], "hello", "answered as the first save was: {again}");
     assert_eq!(again.get("error"), None, "{again}");
     assert_eq!(app.health().await["messages"], 1);
     let messages = app.all_messages().await;
