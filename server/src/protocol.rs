@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use actix_web::http::Method as HttpMethod;
 use chat_shared::{
-    Answer, CallbackError, CallbackName, ClientMessageId, Cursor, RoomName, ErrorCode, Message, MessageText,
-    Method, Nickname, TextError, WireError,
+    Answer, CallbackError, CallbackName, ClientMessageId, Cursor, ErrorCode, Message, MessageText,
+    Method, Nickname, RoomName, TextError, WireError,
 };
 use serde_json::value::RawValue;
 
@@ -253,9 +253,7 @@ pub fn parse(
     let (room, request) = match room {
         Ok(room) => {
             let request = match classify(http_method, &query) {
-                Kind::Pop if raw_query.len() > MAX_POP_QUERY_BYTES => {
-                    Err(Refusal::RequestTooLarge)
-                }
+                Kind::Pop if raw_query.len() > MAX_POP_QUERY_BYTES => Err(Refusal::RequestTooLarge),
                 Kind::Pop => pop_last(&query, limits.page_size).map(|last| Request::Pop {
                     cursor: answer.client_time,
                     name: pop_name(&query, limits.max_name_len),
@@ -476,6 +474,7 @@ mod tests {
     const LIMITS: TextLimits = TextLimits {
         max_name_len: 32,
         max_msg_len: 2000,
+        page_size: 500,
     };
 
     #[test]
@@ -542,7 +541,7 @@ mod tests {
     #[test]
     fn a_pop_is_typed_with_its_cursor_and_name() {
         let parsed = parse(&HttpMethod::GET, "name=bo&method=pop&time=42", LIMITS).expect("safe");
-        let Ok(Request::Pop { cursor, name }) = parsed.request else {
+        let Ok(Request::Pop { cursor, name, .. }) = parsed.request else {
             panic!("a pop: {:?}", parsed.request);
         };
         assert_eq!(cursor, Some(Cursor::from_millis(42)));

@@ -53,7 +53,10 @@ mod tests {
     #[test]
     fn accepts_the_documented_alphabet_and_lengths() {
         for raw in ["a", "lobby", "rust-zh_2", &"r".repeat(32)] {
-            assert_eq!(RoomName::parse(raw).map(|room| room.to_string()), Ok(raw.to_owned()));
+            assert_eq!(
+                RoomName::parse(raw).map(|room| room.to_string()),
+                Ok(raw.to_owned())
+            );
         }
     }
 

@@ -549,7 +549,10 @@ async fn a_save_retried_on_another_instance_with_its_cid_is_stored_once() {
     let first = apps[0].call(query, "callback").await;
     // A retry is answered as the first save was, even if its text changed meanwhile.
     let again = apps[1]
-        .call("/?name=ann&method=push&msg=twice&time=1&cid=c-7", "callback")
+        .call(
+            "/?name=ann&method=push&msg=twice&time=1&cid=c-7",
+            "callback",
+        )
         .await;
     assert_eq!(again["time"], first["time"], "{again}");
     assert_eq!(again["msg"], "once", "{again}");

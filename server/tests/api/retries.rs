@@ -43,7 +43,10 @@ async fn a_push_sent_again_with_its_cid_is_stored_once_and_answered_with_the_fir
     let first = push_with_cid(&app, "ann", "hello", "m-1").await;
     let again = push_with_cid(&app, "ann", "hello+again", "m-1").await;
     assert_eq!(again["time"], first["time"], "{again}");
-    assert_eq!(again["msg"], "hello", "answered as the first save was: {again}");
+    assert_eq!(
+        again["msg"], "hello",
+        "answered as the first save was: {again}"
+    );
     assert_eq!(again.get("error"), None, "{again}");
     assert_eq!(app.health().await["messages"], 1);
     let messages = app.all_messages().await;
