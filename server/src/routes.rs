@@ -277,7 +277,10 @@ fn answer_without_effect(request: &HttpRequest, state: &AppState) -> Option<Http
         HttpMethod::HEAD => {
             let raw_query = request.query_string();
             let response = if raw_query.is_empty() {
-                plain_text(actix_web::http::StatusCode::OK, "")
+                let mut response = without_query(request.path());
+                // The headers of the GET, without its body.
+                *response.body_mut() = actix_web::body::BoxBody::new(());
+                response
             } else {
                 match protocol::parse(&HttpMethod::GET, raw_query, state.text_limits()) {
                     Ok(_) => jsonp::response(String::new()),
@@ -293,6 +296,20 @@ fn answer_without_effect(request: &HttpRequest, state: &AppState) -> Option<Http
     }
 }
 
+/// A request without a query string that no file of the page answered: on `/` (when no page
+/// is served) a short note of what this server is; any other path is not found (`/robots.txt`,
+/// `/foo`, a missing asset: link checkers and crawlers must not take them for pages).
+fn without_query(path: &str) -> HttpResponse {
+    if path == "/" {
+        plain_text(
+            actix_web::http::StatusCode::OK,
+            "chat-server: JSONP long-polling chat. Chat requests carry a query string; see docs/protocol.md\n",
+        )
+    } else {
+        plain_text(actix_web::http::StatusCode::NOT_FOUND, "not found\n")
+    }
+}
+
 /// Every path with a query string is a chat request.
 #[tracing::instrument(name = "chat", skip_all, fields(kind))]
 async fn chat(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
@@ -301,10 +318,7 @@ async fn chat(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     }
     let raw_query = request.query_string();
     if raw_query.is_empty() {
-        return plain_text(
-            actix_web::http::StatusCode::OK,
-            "chat-server: JSONP long-polling chat. Chat requests carry a query string; see docs/protocol.md\n",
-        );
+        return without_query(request.path());
     }
     let Ok(Parsed {
         answer,
