@@ -739,3 +739,89 @@ async fn legacy_jquery1_and_jquery3_pages_chat_with_each_other() -> anyhow::Resu
     })
     .await
 }
+
+/// Issue 10: a newcomer sees the room's recent history at once; rooms are apart, named in the
+/// title, and reached from the address or the room switcher; the legacy room is unchanged.
+#[tokio::test]
+#[ignore = "browser test: run by scripts/test.sh with --ignored"]
+async fn a_newcomer_sees_the_rooms_recent_history_and_rooms_are_apart() -> anyhow::Result<()> {
+    let env = Env::start("rooms_and_history", ServerOptions::default()).await?;
+    let http = reqwest::Client::new();
+    let base = env.server.base_url();
+    let say = |room: &str, name: &str, text: &str| {
+        let url = reqwest::Url::parse(&base).map(|mut url| {
+            url.query_pairs_mut()
+                .append_pair("name", name)
+                .append_pair("method", "push")
+                .append_pair("msg", text)
+                .append_pair("time", "1")
+                .append_pair("room", room);
+            url
+        });
+        let http = http.clone();
+        async move {
+            let body = http
+                .get(url?)
+                .send()
+                .await?
+                .error_for_status()?
+                .text()
+                .await?;
+            ensure!(!body.contains("\"error\""), "push refused: {body}");
+            anyhow::Ok(())
+        }
+    };
+    for n in 1..=3 {
+        say("lobby", "early", &format!("lobby said {n}")).await?;
+    }
+    say("", "early", "the main room said this").await?;
+
+    let newcomer = env.browser("newcomer").await?;
+    let main = env.browser("main").await?;
+    env.run(&[&newcomer, &main], async {
+        newcomer.open_chat(&format!("{base}#lobby")).await?;
+        newcomer.join("Newcomer").await?;
+        newcomer
+            .wait_for_messages("shows the lobby's history", SHOW_TIMEOUT, |messages| {
+                ["lobby said 1", "lobby said 2", "lobby said 3"]
+                    .iter()
+                    .all(|text| messages.iter().any(|message| message.text.contains(text)))
+            })
+            .await?;
+        let shown = newcomer.message_texts().await?;
+        ensure!(
+            !shown.iter().any(|text| text.contains("main room")),
+            "the lobby shows the main room's message: {shown:?}"
+        );
+        let title = newcomer.execute("return document.title", vec![]).await?;
+        ensure!(title == json!("#lobby · Chat"), "title {title}");
+
+        open_and_join(&env, &main, "Main").await?;
+        main.wait_for_message("the main room said this", SHOW_TIMEOUT)
+            .await?;
+        newcomer.send_message("hello lobby").await?;
+        say("", "early", "main again").await?;
+        main.wait_for_message("main again", SHOW_TIMEOUT).await?;
+        let in_main = main.message_texts().await?;
+        ensure!(
+            !in_main.iter().any(|text| text.contains("lobby")),
+            "the main room shows the lobby's messages: {in_main:?}"
+        );
+
+        // The switcher takes the main page into the lobby, with its history.
+        let input = main.wait_for_element("#room-input").await?;
+        input.clear().await?;
+        input.send_keys("Lobby").await?;
+        main.wait_for_element("#room-go").await?.click().await?;
+        main.wait_ready().await?;
+        main.wait_for_message("hello lobby", SHOW_TIMEOUT).await?;
+        let title = main.execute("return document.title", vec![]).await?;
+        ensure!(
+            title == json!("#lobby · Chat"),
+            "title after switching {title}"
+        );
+        env.screenshot(&newcomer, None).await?;
+        Ok(())
+    })
+    .await
+}

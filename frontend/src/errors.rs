@@ -28,6 +28,9 @@ pub fn describe_code(code: ErrorCode) -> &'static str {
         ErrorCode::RequestTooLarge => "The request is too large for the server",
         ErrorCode::TooManyParameters => "The request has more parameters than the server reads",
         ErrorCode::InvalidCid => "The page sent a message id the server does not accept; reload the page",
+        ErrorCode::InvalidRoom => "This room name is not one the server accepts; pick another room",
+        ErrorCode::TooManyRooms => "The server has as many rooms open as it may; trying again shortly",
+        ErrorCode::InvalidLast => "The page asked for more history than the server gives at once",
         ErrorCode::HistoryTrimmed => {
             "Older messages are no longer kept by the server; the history shown starts later"
         }
@@ -44,7 +47,8 @@ pub fn is_retryable(code: ErrorCode) -> bool {
         ErrorCode::RateLimited
         | ErrorCode::TooManyPolls
         | ErrorCode::StorageFailed
-        | ErrorCode::ShuttingDown => true,
+        | ErrorCode::ShuttingDown
+        | ErrorCode::TooManyRooms => true,
         ErrorCode::MessageTooLong
         | ErrorCode::NameTooLong
         | ErrorCode::EmptyMessage
@@ -53,6 +57,8 @@ pub fn is_retryable(code: ErrorCode) -> bool {
         | ErrorCode::RequestTooLarge
         | ErrorCode::TooManyParameters
         | ErrorCode::InvalidCid
+        | ErrorCode::InvalidRoom
+        | ErrorCode::InvalidLast
         | ErrorCode::InvalidName
         | ErrorCode::HistoryTrimmed => false,
     }
@@ -116,7 +122,8 @@ mod tests {
                 ErrorCode::RateLimited,
                 ErrorCode::TooManyPolls,
                 ErrorCode::StorageFailed,
-                ErrorCode::ShuttingDown
+                ErrorCode::ShuttingDown,
+                ErrorCode::TooManyRooms
             ]
         );
     }

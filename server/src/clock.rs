@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// `max(now_ms, last_time + 1)`, so a clock that stands still or steps back still gives
 /// strictly increasing times. Intervals are measured with [`Clock::monotonic`] instead, which
 /// a step of the wall clock does not move.
-pub trait Clock: Send + Sync + 'static {
+pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> u64;
 

@@ -78,6 +78,16 @@ pub struct Settings {
     #[arg(long, env = "CHAT_MEMORY_MESSAGES", default_value_t = 10_000)]
     pub memory_messages: usize,
 
+    /// Most named rooms open at once (`room=…`); a request for another one gets
+    /// `too_many_rooms`. The legacy room (no `room`) does not count.
+    #[arg(long, env = "CHAT_MAX_ROOMS", default_value_t = 1000)]
+    pub max_rooms: usize,
+
+    /// Seconds after which a named room with no waiting pop that no request named is closed
+    /// (its storage compacted and released; it opens again on its next request).
+    #[arg(long, env = "CHAT_ROOM_IDLE_SECS", default_value_t = 600.0)]
+    pub room_idle_secs: f64,
+
     /// Write-ahead-log records after which the log is compacted into the JSON files.
     #[arg(long, env = "CHAT_COMPACT_AFTER", default_value_t = 1000, value_parser = parse_positive)]
     pub compact_after: usize,

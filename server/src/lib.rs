@@ -30,6 +30,7 @@ pub mod presence;
 pub mod protocol;
 pub mod query;
 pub mod room;
+pub mod rooms;
 pub mod routes;
 pub mod startup;
 pub mod storage;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use actix_web::http::Method as HttpMethod;
 use chat_shared::{
     Answer, CallbackError, CallbackName, ClientMessageId, Cursor, ErrorCode, Message, MessageText,
-    Method, Nickname, TextError, WireError,
+    Method, Nickname, RoomName, TextError, WireError,
 };
 use serde_json::value::RawValue;
 
@@ -69,6 +69,9 @@ pub enum Request {
         cursor: Option<Cursor>,
         /// The name the pop counts as online under, when it is a valid nickname.
         name: Option<Nickname>,
+        /// `last=N` (extension): answer at once with the room's newest `N` messages, whatever
+        /// the cursor says (history on arrival).
+        last: Option<usize>,
     },
 }
 
@@ -111,6 +114,21 @@ pub enum Refusal {
     /// A pop's query string over [`MAX_POP_QUERY_BYTES`].
     #[error("a pop's query string may have at most {MAX_POP_QUERY_BYTES} bytes")]
     RequestTooLarge,
+    /// `room` is not a [`RoomName`].
+    #[error("{0}")]
+    InvalidRoom(#[from] chat_shared::InvalidRoom),
+    /// The request is for a room that is not open, and the most rooms are open already.
+    #[error("the server has as many rooms open as it may ({max}); try again later")]
+    TooManyRooms {
+        /// `--max-rooms`.
+        max: usize,
+    },
+    /// A pop's `last` is not a whole number from 1 to the page size.
+    #[error("last must be a whole number from 1 to {page_size}")]
+    InvalidLast {
+        /// The server's page size.
+        page_size: usize,
+    },
     /// `cid` is not a [`ClientMessageId`].
     #[error("{0}")]
     InvalidCid(#[from] chat_shared::InvalidCid),
@@ -148,6 +166,9 @@ impl Refusal {
             Refusal::ShuttingDown => ErrorCode::ShuttingDown,
             Refusal::TooManyParameters => ErrorCode::TooManyParameters,
             Refusal::InvalidCid(_) => ErrorCode::InvalidCid,
+            Refusal::InvalidRoom(_) => ErrorCode::InvalidRoom,
+            Refusal::TooManyRooms { .. } => ErrorCode::TooManyRooms,
+            Refusal::InvalidLast { .. } => ErrorCode::InvalidLast,
             Refusal::HistoryTrimmed => ErrorCode::HistoryTrimmed,
         }
     }
@@ -168,6 +189,8 @@ pub struct TextLimits {
     pub max_name_len: usize,
     /// Longest message, in characters.
     pub max_msg_len: usize,
+    /// Most messages in one answer (the largest `last` a pop may ask for).
+    pub page_size: usize,
 }
 
 /// A chat request read from its query string: the callback to answer through, the writer of
@@ -176,6 +199,9 @@ pub struct TextLimits {
 pub struct Parsed {
     /// Renders the answers of this request.
     pub answer: AnswerWriter,
+    /// The room the request is for (`None`: the legacy room). A `room` that is not a valid
+    /// name makes `request` a refusal.
+    pub room: Option<RoomName>,
     /// The validated request, or the refusal to answer with.
     pub request: Result<Request, Refusal>,
 }
@@ -214,18 +240,36 @@ pub fn parse(
     if query.is_truncated() {
         return Ok(Parsed {
             answer,
+            room: None,
             request: Err(Refusal::TooManyParameters),
         });
     }
-    let request = match classify(http_method, &query) {
-        Kind::Pop if raw_query.len() > MAX_POP_QUERY_BYTES => Err(Refusal::RequestTooLarge),
-        Kind::Pop => Ok(Request::Pop {
-            cursor: answer.client_time,
-            name: pop_name(&query, limits.max_name_len),
-        }),
-        kind => save_request(kind, &query, limits),
+    // Not in the original protocol: absent for legacy pages; an empty value is none.
+    let room = match query.get("room") {
+        Some(param) if param.error.is_some() => Err(chat_shared::InvalidRoom),
+        Some(param) if !param.value.is_empty() => RoomName::parse(&param.value).map(Some),
+        _ => Ok(None),
     };
-    Ok(Parsed { answer, request })
+    let (room, request) = match room {
+        Ok(room) => {
+            let request = match classify(http_method, &query) {
+                Kind::Pop if raw_query.len() > MAX_POP_QUERY_BYTES => Err(Refusal::RequestTooLarge),
+                Kind::Pop => pop_last(&query, limits.page_size).map(|last| Request::Pop {
+                    cursor: answer.client_time,
+                    name: pop_name(&query, limits.max_name_len),
+                    last,
+                }),
+                kind => save_request(kind, &query, limits),
+            };
+            (room, request)
+        }
+        Err(invalid) => (None, Err(invalid.into())),
+    };
+    Ok(Parsed {
+        answer,
+        room,
+        request,
+    })
 }
 
 /// The rule a request falls under, before its parameters are checked.
@@ -300,6 +344,20 @@ fn save_request(kind: Kind, query: &Query, limits: TextLimits) -> Result<Request
 }
 
 /// The name a pop counts as online under: a cleanly decoded, valid nickname.
+/// A pop's `last` (extension): `None` when absent or empty; a whole number from 1 to
+/// `page_size` otherwise.
+fn pop_last(query: &Query, page_size: usize) -> Result<Option<usize>, Refusal> {
+    match query.value("last") {
+        None | Some("") => Ok(None),
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|last| (1..=page_size).contains(last))
+            .map(Some)
+            .ok_or(Refusal::InvalidLast { page_size }),
+    }
+}
+
 fn pop_name(query: &Query, max_name_len: usize) -> Option<Nickname> {
     let param = query.get("name").filter(|param| param.error.is_none())?;
     Nickname::parse(&param.value, max_name_len).ok()
@@ -416,6 +474,7 @@ mod tests {
     const LIMITS: TextLimits = TextLimits {
         max_name_len: 32,
         max_msg_len: 2000,
+        page_size: 500,
     };
 
     #[test]
@@ -482,7 +541,7 @@ mod tests {
     #[test]
     fn a_pop_is_typed_with_its_cursor_and_name() {
         let parsed = parse(&HttpMethod::GET, "name=bo&method=pop&time=42", LIMITS).expect("safe");
-        let Ok(Request::Pop { cursor, name }) = parsed.request else {
+        let Ok(Request::Pop { cursor, name, .. }) = parsed.request else {
             panic!("a pop: {:?}", parsed.request);
         };
         assert_eq!(cursor, Some(Cursor::from_millis(42)));

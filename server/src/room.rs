@@ -325,6 +325,31 @@ impl Room {
             })
     }
 
+    /// How many pops are waiting in this room right now (held, or looking before they are held).
+    pub fn n_waiting(&self) -> usize {
+        self.inner.newest.receiver_count()
+    }
+
+    /// The newest `n` messages, oldest first (history on arrival: `last=N`). From the cache
+    /// when it holds them, else from the backend.
+    ///
+    /// # Errors
+    /// [`BackendError`] when the backend cannot read them.
+    pub async fn newest(&self, n: usize) -> Result<Vec<Message>, BackendError> {
+        {
+            let cache = self.inner.read_cache();
+            if cache.messages.len() >= n || cache.older_through == 0 {
+                let skip = cache.messages.len().saturating_sub(n);
+                return Ok(cache.messages.iter().skip(skip).cloned().collect());
+            }
+        }
+        let mut recent = self.inner.backend.recent(n).await?.messages;
+        // `recent` keeps a group sharing a time whole, which may be more than asked for.
+        let skip = recent.len().saturating_sub(n);
+        recent.drain(..skip);
+        Ok(recent)
+    }
+
     /// A receiver that changes whenever new messages are published; subscribe *before*
     /// looking for messages so that none published in between is missed.
     pub fn subscribe(&self) -> watch::Receiver<u64> {

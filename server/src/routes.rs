@@ -24,6 +24,7 @@ use crate::limits::{client_ip, HeldPolls, HoldRefused, SaveRateLimiter};
 use crate::protocol::{self, AnswerWriter, Parsed, Refusal, Request, TextLimits, CHAT_PARAMETERS};
 use crate::query::Query;
 use crate::room::{Reached, Room, SaveError};
+use crate::rooms::{Rooms, RoomsError};
 use crate::telemetry::{self, Limit, SaveKind, StateFigures, Telemetry};
 
 /// How long a pop refused for too many held pops from one address, or for its size, waits
@@ -37,8 +38,8 @@ const CURSOR_PATIENCE: Duration = Duration::from_secs(2);
 /// Everything the handlers share. Built once, outside the `HttpServer::new` closure.
 #[derive(Debug)]
 pub struct AppState {
-    /// The room.
-    pub room: Room,
+    /// The rooms: the legacy room and the named ones.
+    pub rooms: Rooms,
     /// Held-pop limits.
     pub held_polls: HeldPolls,
     /// Save rate limits.
@@ -62,8 +63,8 @@ impl AppState {
     pub fn state_figures(&self) -> StateFigures {
         StateFigures {
             held_pops: self.held_polls.n_held(),
-            messages: self.room.n_messages(),
-            online_names: self.room.online().count,
+            messages: self.rooms.legacy().n_messages(),
+            online_names: self.rooms.legacy().online().count,
             storage_bytes: crate::storage::bytes_on_disk(&self.settings.data_dir),
         }
     }
@@ -94,6 +95,7 @@ impl AppState {
         TextLimits {
             max_name_len: self.settings.max_name_len,
             max_msg_len: self.settings.max_msg_len,
+            page_size: self.settings.page_size,
         }
     }
 }
@@ -181,8 +183,9 @@ async fn healthz(request: HttpRequest, state: web::Data<AppState>) -> HttpRespon
     }
     let mut figures = serde_json::json!({
         "status": "ok",
-        "messages": state.room.n_messages(),
-        "newest_time": state.room.newest_time(),
+        "messages": state.rooms.legacy().n_messages(),
+        "newest_time": state.rooms.legacy().newest_time(),
+        "rooms": state.rooms.n_open(),
         "held_polls": state.held_polls.n_held(),
     });
     if let Some(proxy) = state.untrusted_proxy.get() {
@@ -190,7 +193,7 @@ async fn healthz(request: HttpRequest, state: web::Data<AppState>) -> HttpRespon
             "requests from {proxy} carry X-Forwarded-For but no --trusted-proxy is set: its clients share one address's limits"
         )]);
     }
-    let mut response = match state.room.backend_status() {
+    let mut response = match state.rooms.legacy().backend_status() {
         BackendStatus::Ok => HttpResponse::Ok(),
         BackendStatus::Degraded(reason) => {
             figures["status"] = "degraded".into();
@@ -274,7 +277,10 @@ fn answer_without_effect(request: &HttpRequest, state: &AppState) -> Option<Http
         HttpMethod::HEAD => {
             let raw_query = request.query_string();
             let response = if raw_query.is_empty() {
-                plain_text(actix_web::http::StatusCode::OK, "")
+                let mut response = without_query(request.path());
+                // The headers of the GET, without its body.
+                *response.body_mut() = actix_web::body::BoxBody::new(());
+                response
             } else {
                 match protocol::parse(&HttpMethod::GET, raw_query, state.text_limits()) {
                     Ok(_) => jsonp::response(String::new()),
@@ -290,6 +296,20 @@ fn answer_without_effect(request: &HttpRequest, state: &AppState) -> Option<Http
     }
 }
 
+/// A request without a query string that no file of the page answered: on `/` (when no page
+/// is served) a short note of what this server is; any other path is not found (`/robots.txt`,
+/// `/foo`, a missing asset: link checkers and crawlers must not take them for pages).
+fn without_query(path: &str) -> HttpResponse {
+    if path == "/" {
+        plain_text(
+            actix_web::http::StatusCode::OK,
+            "chat-server: JSONP long-polling chat. Chat requests carry a query string; see docs/protocol.md\n",
+        )
+    } else {
+        plain_text(actix_web::http::StatusCode::NOT_FOUND, "not found\n")
+    }
+}
+
 /// Every path with a query string is a chat request.
 #[tracing::instrument(name = "chat", skip_all, fields(kind))]
 async fn chat(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
@@ -298,13 +318,11 @@ async fn chat(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     }
     let raw_query = request.query_string();
     if raw_query.is_empty() {
-        return plain_text(
-            actix_web::http::StatusCode::OK,
-            "chat-server: JSONP long-polling chat. Chat requests carry a query string; see docs/protocol.md\n",
-        );
+        return without_query(request.path());
     }
     let Ok(Parsed {
         answer,
+        room: room_name,
         request: parsed,
     }) = protocol::parse(request.method(), raw_query, state.text_limits())
     else {
@@ -327,7 +345,7 @@ async fn chat(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     }
     // HTTP/1.0 has no chunked encoding: a held pop's answer must be sized (see `pop`).
     let http_10 = request.version() == actix_web::http::Version::HTTP_10;
-    let closing = state.room.is_shutting_down();
+    let closing = state.rooms.legacy().is_shutting_down();
     // Where a save goes when this process stops and a successor listens (see `save`): the
     // same query on the page's own path, as a relative reference.
     let location = closing.then(|| format!("?{raw_query}"));
@@ -340,23 +358,41 @@ async fn chat(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     if let Ok(request) = &parsed {
         tracing::Span::current().record("kind", request.kind());
     }
+    let room = match state.rooms.get(room_name.as_ref()).await {
+        Ok(room) => room,
+        Err(error) => {
+            let refusal = match error {
+                RoomsError::TooMany { max } => Refusal::TooManyRooms { max },
+                RoomsError::Closed => Refusal::ShuttingDown,
+                RoomsError::Backend(error) => {
+                    tracing::error!(error = %error, room = ?room_name, "cannot open a room");
+                    Refusal::StorageFailed
+                }
+            };
+            // No time of that room is known: a client without one starts from its beginning.
+            return refuse(&state, &answer, &refusal, 0);
+        }
+    };
     let mut response = match parsed {
         Err(refusal @ Refusal::RequestTooLarge) => {
             // Answered after a pause, like other refused pops, so an old client does not spin.
             state.telemetry.refused(Limit::RequestTooLarge);
             tokio::time::sleep(REFUSED_POLL_DELAY).await;
-            refuse(&state, &answer, &refusal, state.room.newest_time())
+            refuse(&state, &answer, &refusal, room.newest_time())
         }
-        Err(refusal) => refuse(&state, &answer, &refusal, state.room.newest_time()),
-        Ok(Request::Pop { cursor, name }) => {
+        Err(refusal) => refuse(&state, &answer, &refusal, room.newest_time()),
+        Ok(Request::Pop { cursor, name, last }) => {
             let client = HeldClient {
                 ip,
                 http_10,
                 peer_side,
             };
-            pop(state, answer, cursor, name, client).await
+            match last {
+                Some(last) => newest_page(&state, room, &answer, last).await,
+                None => pop(state, room, answer, cursor, name, client).await,
+            }
         }
-        Ok(save_request) => save(&state, &answer, save_request, ip, location).await,
+        Ok(save_request) => save(&state, &room, &answer, save_request, ip, location).await,
     };
     if closing {
         // Keep-alive connections are still served while the server drains; closing them makes
@@ -376,12 +412,13 @@ async fn chat(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
 /// a socket-activated restart.
 async fn save(
     state: &AppState,
+    room: &Room,
     answer: &AnswerWriter,
     request: Request,
     ip: IpAddr,
     location: Option<String>,
 ) -> HttpResponse {
-    let newest = state.room.newest_time();
+    let newest = room.newest_time();
     if let Err(retry_in) = state.save_limiter.check(ip) {
         state.telemetry.refused(Limit::SaveRate);
         return refuse(state, answer, &Refusal::RateLimited { retry_in }, newest);
@@ -401,15 +438,15 @@ async fn save(
     };
     // Seen before the save, so the answers its message wakes already list the sender.
     if kind != SaveKind::Exit {
-        state.room.seen(&draft.name);
+        room.seen(&draft.name);
     }
-    match state.room.save(draft).await {
+    match room.save(draft).await {
         Ok(message) => {
             if kind == SaveKind::Exit {
-                state.room.left(&message.name);
+                room.left(&message.name);
             }
             state.telemetry.saved(kind);
-            jsonp::response(answer.saved(&message, state.room.online().answer_fields()))
+            jsonp::response(answer.saved(&message, room.online().answer_fields()))
         }
         Err(SaveError::Closed) if state.successor_listens.load(Ordering::SeqCst) => {
             match location {
@@ -421,7 +458,7 @@ async fn save(
         Err(error @ SaveError::Storage(_)) => {
             // An outage of the backend is logged once by the backend itself; each save it
             // refuses meanwhile is not news.
-            if state.room.backend_status() == BackendStatus::Ok {
+            if room.backend_status() == BackendStatus::Ok {
                 tracing::error!(error = %error, "save failed");
             } else {
                 tracing::debug!(error = %error, "save failed during a backend outage");
@@ -447,6 +484,33 @@ fn redirect_to_successor(location: &str) -> HttpResponse {
     response
 }
 
+/// Answers a pop with `last=N` at once: the room's newest `last` messages, oldest first, and
+/// the newest time as its cursor (history on arrival; the cursor the client sent is not used).
+async fn newest_page(
+    state: &AppState,
+    room: Room,
+    answer: &AnswerWriter,
+    last: usize,
+) -> HttpResponse {
+    match room.newest(last).await {
+        Ok(messages) => {
+            let time = messages
+                .last()
+                .map_or_else(|| room.newest_time(), |message| message.time);
+            jsonp::response(answer.page(time, &messages, room.online().answer_fields(), None))
+        }
+        Err(error) => {
+            tracing::error!(error = %error, "could not read history");
+            refuse(
+                state,
+                answer,
+                &Refusal::HistoryUnreadable,
+                room.newest_time(),
+            )
+        }
+    }
+}
+
 /// What a pop needs to know of its client and connection.
 struct HeldClient {
     /// The client's address, for the held-pop limits.
@@ -462,6 +526,7 @@ struct HeldClient {
 /// hold time, the client's side of the connection ending, or the shutdown.
 async fn pop(
     state: web::Data<AppState>,
+    room: Room,
     answer: AnswerWriter,
     cursor: Option<Cursor>,
     name: Option<Nickname>,
@@ -472,7 +537,6 @@ async fn pop(
         http_10,
         peer_side,
     } = client;
-    let room = &state.room;
     let newest = room.newest_time();
     // Not a whole number, or ahead of the newest message: answer at once with the newest time.
     let cursor = match cursor {
@@ -556,6 +620,7 @@ async fn pop(
     let online = name.as_ref().and_then(|name| room.hold_presence(name));
     let held = HeldPop {
         state: state.clone(),
+        room,
         answer,
         cursor,
         changes,
@@ -576,6 +641,7 @@ async fn pop(
 /// A pop waiting for a message, a timeout or the shutdown.
 struct HeldPop {
     state: web::Data<AppState>,
+    room: Room,
     answer: AnswerWriter,
     cursor: Cursor,
     changes: tokio::sync::watch::Receiver<u64>,
@@ -594,6 +660,7 @@ impl HeldPop {
     async fn render(self) -> String {
         let HeldPop {
             state,
+            room,
             answer,
             cursor,
             changes,
@@ -601,7 +668,6 @@ impl HeldPop {
             _permit,
             _online,
         } = self;
-        let room = &state.room;
         let waiting = room.wait_after(cursor, changes, state.settings.poll_timeout());
         let waited = match peer_side {
             // Its client hung up (or half-closed, and reads on): answered as at the hold time.
@@ -665,8 +731,28 @@ mod tests {
         .expect("starts");
         room.begin_shutdown();
         room.close(crate::backend::Flush::Compact).await;
+        /// No named room in these tests.
+        #[derive(Debug)]
+        struct NoNamedRooms;
+
+        #[async_trait::async_trait]
+        impl crate::rooms::RoomOpener for NoNamedRooms {
+            async fn open(
+                &self,
+                _: &chat_shared::RoomName,
+            ) -> Result<Room, crate::backend::BackendError> {
+                Err(crate::backend::BackendError::Closed)
+            }
+        }
+
         web::Data::new(AppState {
-            room,
+            rooms: Rooms::new(
+                room,
+                Arc::new(NoNamedRooms),
+                clock.clone(),
+                10,
+                Duration::from_secs(600),
+            ),
             held_polls: HeldPolls::new(10, 10),
             save_limiter: {
                 let hundred = std::num::NonZeroU32::new(100).expect("not zero");

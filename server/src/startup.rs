@@ -19,6 +19,7 @@ use anyhow::Context;
 
 use crate::backend::local::LocalBackend;
 use crate::backend::redis::{RedisBackend, RedisConfig, RedisPresence};
+use crate::backend::BackendError;
 use crate::backend::Flush;
 use crate::clock::Clock;
 use crate::config::Settings;
@@ -27,10 +28,12 @@ use crate::handover::{self, HandoverSocket};
 use crate::limits::{HeldPolls, SaveRateLimiter};
 use crate::presence::Presence;
 use crate::room::{Room, RoomLimits};
+use crate::rooms::{RoomOpener, Rooms};
 use crate::routes::{self, AppState};
 use crate::storage::{LockWait, Store};
 use crate::telemetry::Telemetry;
 use actix_service::ServiceFactoryExt as _;
+use chat_shared::RoomName;
 
 /// How long a graceful stop waits for requests in flight, in seconds, once the data folder is
 /// released. Held pops answer at once when the stop begins, so this is only reached by a
@@ -250,7 +253,7 @@ impl ShutdownHandle {
         state
             .successor_listens
             .store(handed_over != Handover::None, Ordering::SeqCst);
-        state.room.begin_shutdown();
+        state.rooms.begin_shutdown();
         tracing::info!(
             step = "stop",
             "stop: held pops answered; no longer accepting"
@@ -262,7 +265,7 @@ impl ShutdownHandle {
             Handover::Takeover => Flush::LogOnly,
             Handover::None | Handover::SocketKept => Flush::Compact,
         };
-        state.room.close(flush).await;
+        state.rooms.close(flush).await;
         tracing::info!(
             step = "stop",
             connections_left = left_open,
@@ -374,8 +377,29 @@ impl Application {
             }
         };
 
+        let opener: Arc<dyn RoomOpener> = match &settings.backend {
+            None => Arc::new(LocalRoomOpener {
+                settings: settings.clone(),
+                clock: clock.clone(),
+                telemetry: telemetry.clone(),
+                limits: named_limits(limits),
+            }),
+            Some(url) => Arc::new(RedisRoomOpener {
+                settings: settings.clone(),
+                url: url.clone(),
+                clock: clock.clone(),
+                limits: named_limits(limits),
+            }),
+        };
+        let rooms = Rooms::new(
+            room.clone(),
+            opener,
+            clock.clone(),
+            settings.max_rooms,
+            Duration::from_secs_f64(settings.room_idle_secs),
+        );
         let state = web::Data::new(AppState {
-            room: room.clone(),
+            rooms,
             held_polls: HeldPolls::new(caps.max_polls_per_ip, caps.max_polls),
             save_limiter: SaveRateLimiter::new(settings.push_burst, settings.push_rate, clock),
             settings: Arc::new(settings.clone()),
@@ -570,23 +594,33 @@ impl Application {
     pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
         let state = self.state.clone();
         let shutdown = self.shutdown_handle();
-        let mut closing = state.room.shutdown_signal();
+        let mut closing = state.rooms.legacy().shutdown_signal();
         let housekeeping_state = state.clone();
         let housekeeping = tokio::spawn(async move {
             let mut forget_idle = tokio::time::interval(FORGET_IDLE_EVERY);
             let mut upkeep = tokio::time::interval(METRICS_UPKEEP_EVERY);
+            // A quarter of the idle time, at most a minute: a room closes at most 25 % late.
+            let idle = Duration::from_secs_f64(housekeeping_state.settings.room_idle_secs);
+            let mut close_idle_rooms = tokio::time::interval(
+                (idle / 4).clamp(Duration::from_millis(50), FORGET_IDLE_EVERY),
+            );
             loop {
                 tokio::select! {
                     _ = forget_idle.tick() => housekeeping_state.save_limiter.forget_idle(),
                     _ = upkeep.tick() => housekeeping_state.telemetry.run_upkeep(),
-                    _ = closing.wait_for(|&closing| closing) => break,
+                    _ = close_idle_rooms.tick() => {
+                        housekeeping_state.rooms.close_idle().await;
+                    }
+                    // The borrow `wait_for` returns is dropped here, before any other branch
+                    // awaits (it is not `Send`).
+                    () = async { let _ = closing.wait_for(|&closing| closing).await; } => break,
                 }
             }
         });
         let takeover = match (self.handover.take(), self.listeners_for_handover.take()) {
             (Some(socket), Some(listeners)) => {
                 let shutdown = shutdown.clone();
-                let mut closing = state.room.shutdown_signal();
+                let mut closing = state.rooms.legacy().shutdown_signal();
                 Some(tokio::spawn(async move {
                     serve_takeovers(socket, listeners, shutdown, &mut closing).await;
                 }))
@@ -605,13 +639,13 @@ impl Application {
             None => self.server.await,
         }
         .context("the HTTP server failed");
-        state.room.begin_shutdown();
+        state.rooms.begin_shutdown();
         let _ = housekeeping.await;
         if let Some(takeover) = takeover {
             // Ends by itself: it sees the shutdown, or finishes the one it began.
             let _ = takeover.await;
         }
-        state.room.close(Flush::Compact).await;
+        state.rooms.close(Flush::Compact).await;
         tracing::info!(
             step = "stop",
             "stopped; every acknowledged message is on disk"
@@ -619,6 +653,90 @@ impl Application {
         served
     }
 }
+
+/// The limits of a named room: its cache keeps at most 1000 messages (a server may have up to
+/// `--max-rooms` of them open), older pages are read from its storage.
+fn named_limits(legacy: RoomLimits) -> RoomLimits {
+    RoomLimits {
+        memory_messages: legacy.memory_messages.min(1000),
+        ..legacy
+    }
+}
+
+/// Opens named rooms in the data folder: `rooms/<room>/`, in the same layout as the legacy
+/// room's (write-ahead log, `data.json`, `data/`), each with its own lock and writer thread.
+#[derive(Debug)]
+struct LocalRoomOpener {
+    settings: Settings,
+    clock: Arc<dyn Clock>,
+    telemetry: Telemetry,
+    limits: RoomLimits,
+}
+
+#[async_trait::async_trait]
+impl RoomOpener for LocalRoomOpener {
+    async fn open(&self, name: &RoomName) -> Result<Room, BackendError> {
+        let dir = self.settings.data_dir.join(ROOMS_DIR).join(name.as_str());
+        let compact_after = self.settings.compact_after;
+        // A takeover's predecessor may still be flushing this room: wait for its lock.
+        let loaded = tokio::task::spawn_blocking(move || {
+            Store::open(&dir, compact_after, LockWait::UpTo(TAKEOVER_LOCK_WAIT))
+        })
+        .await
+        .map_err(|join_error| backend_io_error(name, join_error))?
+        .map_err(|error| BackendError::Storage(Arc::new(error)))?;
+        let backend = LocalBackend::start(loaded, self.clock.clone(), self.telemetry.clone())
+            .map_err(|error| backend_io_error(name, error))?;
+        Room::start(
+            Arc::new(backend),
+            Arc::new(Presence::new(
+                self.settings.presence_linger(),
+                self.clock.clone(),
+            )),
+            self.limits,
+        )
+        .await
+    }
+}
+
+/// Opens named rooms on Redis: keys under `<prefix>room:<room>:`.
+#[derive(Debug)]
+struct RedisRoomOpener {
+    settings: Settings,
+    url: String,
+    clock: Arc<dyn Clock>,
+    limits: RoomLimits,
+}
+
+#[async_trait::async_trait]
+impl RoomOpener for RedisRoomOpener {
+    async fn open(&self, name: &RoomName) -> Result<Room, BackendError> {
+        let config = RedisConfig {
+            url: self.url.clone(),
+            prefix: format!("{}room:{name}:", self.settings.redis_prefix),
+            max_len: self.settings.redis_max_len,
+        };
+        let backend = RedisBackend::start(&config, None).await?;
+        let presence = RedisPresence::start(
+            &self.url,
+            backend.keys(),
+            self.settings.presence_linger(),
+            self.clock.clone(),
+        )
+        .await?;
+        Room::start(Arc::new(backend), presence, self.limits).await
+    }
+}
+
+fn backend_io_error(room: &RoomName, error: impl std::fmt::Display) -> BackendError {
+    BackendError::Storage(Arc::new(crate::storage::StorageError::io(
+        std::path::Path::new(room.as_str()),
+        std::io::Error::other(error.to_string()),
+    )))
+}
+
+/// The folder of the named rooms inside the data folder.
+pub const ROOMS_DIR: &str = "rooms";
 
 /// Loads the data folder and starts the room on it.
 async fn start_local_room(
@@ -675,7 +793,7 @@ async fn start_redis_room(
         prefix: settings.redis_prefix.clone(),
         max_len: settings.redis_max_len,
     };
-    let backend = RedisBackend::start(&config, lock)
+    let backend = RedisBackend::start(&config, Some(lock))
         .await
         .with_context(|| format!("cannot start on {url}"))?;
     let presence = RedisPresence::start(url, backend.keys(), settings.presence_linger(), clock)

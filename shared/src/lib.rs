@@ -21,6 +21,7 @@ mod cursor;
 mod message;
 mod request;
 mod response;
+mod room;
 mod text;
 
 pub use callback::{CallbackError, CallbackName, DEFAULT_CALLBACK, MAX_CALLBACK_LEN};
@@ -29,6 +30,7 @@ pub use cursor::Cursor;
 pub use message::{Message, StoredMessage};
 pub use request::{encode_component, ChatRequest};
 pub use response::{Answer, ChatResponse, ErrorCode, WireError, MAX_ONLINE_NAMES};
+pub use room::{InvalidRoom, RoomName, MAX_ROOM_LEN};
 pub use text::{
     is_blank_in_names, trim_name, MessageText, Nickname, TextError, BRAILLE_PATTERN_BLANK,
 };

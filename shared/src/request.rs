@@ -23,6 +23,10 @@ pub struct ChatRequest {
     /// The client message id of a save (see [`crate::ClientMessageId`]): a fresh one per
     /// message, the same one when the message is sent again. Not sent by legacy pages.
     pub cid: Option<crate::ClientMessageId>,
+    /// The room; `None` is the legacy room. Not sent by legacy pages.
+    pub room: Option<crate::RoomName>,
+    /// For a pop: answer at once with the newest this many messages (history on arrival).
+    pub last: Option<usize>,
 }
 
 impl ChatRequest {
@@ -34,6 +38,8 @@ impl ChatRequest {
             msg: None,
             time: None,
             cid: None,
+            room: None,
+            last: None,
         }
     }
 
@@ -46,6 +52,8 @@ impl ChatRequest {
             msg: Some(msg.to_owned()),
             time: Some(time),
             cid: None,
+            room: None,
+            last: None,
         }
     }
 
@@ -57,6 +65,8 @@ impl ChatRequest {
             msg: None,
             time: Some(time),
             cid: None,
+            room: None,
+            last: None,
         }
     }
 
@@ -68,12 +78,14 @@ impl ChatRequest {
             msg: None,
             time: Some(time),
             cid: None,
+            room: None,
+            last: None,
         }
     }
 
     /// The query string without `?` and without a callback, percent-encoded like
     /// `encodeURIComponent` with spaces as `+` (as jQuery's `$.param` does), parameters in
-    /// the order `name`, `method`, `msg`, `time`, `cid`.
+    /// the order `name`, `method`, `msg`, `time`, `cid`, `room`, `last`.
     pub fn to_query(&self) -> String {
         let mut query = format!("name={}", encode_component(&self.name));
         if let Some(method) = self.method {
@@ -91,7 +103,27 @@ impl ChatRequest {
             query.push_str("&cid=");
             query.push_str(cid.as_str());
         }
+        if let Some(room) = &self.room {
+            query.push_str("&room=");
+            query.push_str(room.as_str());
+        }
+        if let Some(last) = self.last {
+            query.push_str(&format!("&last={last}"));
+        }
         query
+    }
+
+    /// The same request for `room` (`None`: the legacy room).
+    pub fn in_room(self, room: Option<crate::RoomName>) -> ChatRequest {
+        ChatRequest { room, ..self }
+    }
+
+    /// The same pop asking for the newest `last` messages at once (history on arrival).
+    pub fn with_last(self, last: usize) -> ChatRequest {
+        ChatRequest {
+            last: Some(last),
+            ..self
+        }
     }
 
     /// The same request carrying the client message id `cid`.

@@ -142,6 +142,13 @@ pub enum ErrorCode {
     TooManyParameters,
     /// `cid` is not 1 to 64 characters of `[A-Za-z0-9_-]`; nothing was saved.
     InvalidCid,
+    /// `room` is not 1 to 32 characters of `[a-z0-9_-]`; nothing was done.
+    InvalidRoom,
+    /// The request names a room that is not open, and the server has `--max-rooms` rooms open
+    /// already; nothing was done.
+    TooManyRooms,
+    /// A pop's `last` is not a whole number from 1 to the server's page size.
+    InvalidLast,
     /// `name` contains a text-direction control (Unicode `Bidi_Control`) anywhere, or an
     /// invisible character (`Default_Ignorable_Code_Point`) between its visible characters;
     /// see `docs/protocol.md`, "Names".
@@ -154,7 +161,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code.
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::MessageTooLong,
         ErrorCode::NameTooLong,
         ErrorCode::EmptyMessage,
@@ -169,6 +176,9 @@ impl ErrorCode {
         ErrorCode::TooManyParameters,
         ErrorCode::InvalidCid,
         ErrorCode::InvalidName,
+        ErrorCode::InvalidRoom,
+        ErrorCode::TooManyRooms,
+        ErrorCode::InvalidLast,
     ];
 
     /// The wire spelling, e.g. `"message_too_long"`.
@@ -187,6 +197,9 @@ impl ErrorCode {
             ErrorCode::HistoryTrimmed => "history_trimmed",
             ErrorCode::TooManyParameters => "too_many_parameters",
             ErrorCode::InvalidCid => "invalid_cid",
+            ErrorCode::InvalidRoom => "invalid_room",
+            ErrorCode::TooManyRooms => "too_many_rooms",
+            ErrorCode::InvalidLast => "invalid_last",
             ErrorCode::InvalidName => "invalid_name",
         }
     }

@@ -8,25 +8,44 @@ use super::composer::Composer;
 use super::message_list::MessageList;
 use super::nickname_form::NicknameForm;
 use super::online_list::OnlineList;
+use super::room_switcher::RoomSwitcher;
 use super::status_bar::StatusBar;
 use crate::hooks::use_chat_session::use_chat_session;
 use crate::hooks::use_send_message::{fresh_cid, use_send_message, Outgoing};
 use crate::services::jsonp::JsonpClient;
-use crate::services::{server_url, storage};
+use crate::services::{room, server_url, storage};
 use crate::state::{Action, State};
 
 /// The whole chat page.
 #[component]
 pub fn App() -> Html {
     let state = use_reducer(|| State::new(storage::load_nickname()));
-    let client: Rc<JsonpClient> = use_memo((), |_| JsonpClient::new(server_url::server_base_url()));
+    let client: Rc<JsonpClient> = use_memo((), |_| {
+        JsonpClient::new(server_url::server_base_url(), room::current_room())
+    });
     use_chat_session(client.clone(), state.nickname.clone(), state.dispatcher());
     let send_message = use_send_message(client.clone(), state.dispatcher());
 
     // Browser tests wait for this before touching the page.
-    use_effect_with((), |_| {
-        mark_body("data-ready", "1");
-    });
+    {
+        let title = room::page_title(client.room());
+        use_effect_with((), move |_| {
+            if let Some(document) = web_sys::window().and_then(|window| window.document()) {
+                document.set_title(&title);
+            }
+            mark_body("data-ready", "1");
+            // Another room is another page: the address's fragment changing (the room
+            // switcher, or the reader editing it) loads the page again in that room.
+            let listener = web_sys::window().map(|window| {
+                gloo_events::EventListener::new(&window, "hashchange", |_| {
+                    if let Some(window) = web_sys::window() {
+                        let _ = window.location().reload();
+                    }
+                })
+            });
+            move || drop(listener)
+        });
+    }
 
     use_effect_with(state.nickname.clone(), |nickname| {
         if let Some(nickname) = nickname {
@@ -119,7 +138,8 @@ pub fn App() -> Html {
     html! {
         <div class="app">
             <header class="top-bar">
-                <h1 class="title">{ "Chat" }</h1>
+                <h1 class="title">{ room::page_title(client.room()) }</h1>
+                <RoomSwitcher current={client.room().cloned()} />
                 <StatusBar status={state.connection_status()} server={client.base_url().to_owned()} />
                 if let Some(nickname) = &state.nickname {
                     <div class="identity">

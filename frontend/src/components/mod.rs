@@ -6,4 +6,5 @@ pub mod composer;
 pub mod message_list;
 pub mod nickname_form;
 pub mod online_list;
+pub mod room_switcher;
 pub mod status_bar;

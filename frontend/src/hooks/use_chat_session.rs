@@ -149,10 +149,39 @@ async fn run_session(
     dispatcher: Dispatcher,
 ) {
     let already_joined = memory.borrow().joined_as.as_deref() == Some(name.as_str());
+    let first_visit = memory.borrow().cursor.is_none();
     if !already_joined && !join(&client, &name, &memory, &dispatcher).await {
         return;
     }
+    if first_visit {
+        load_recent_history(&client, &name, &memory, &dispatcher).await;
+    }
     poll(&client, &name, &memory, &dispatcher).await;
+}
+
+/// How many of the room's newest messages a newcomer sees at once.
+pub const HISTORY_ON_ARRIVAL: usize = 50;
+
+/// Shows the room's newest messages on arrival (a pop with `last`, answered at once), and
+/// polls on from the newest. Best effort: when it fails, polling starts from our join line.
+async fn load_recent_history(
+    client: &JsonpClient,
+    name: &str,
+    memory: &Memory,
+    dispatcher: &Dispatcher,
+) {
+    let cursor = memory.borrow().cursor.unwrap_or(Cursor::START);
+    let request = ChatRequest::pop(name, cursor).with_last(HISTORY_ON_ARRIVAL);
+    if let Ok(answer) = client.send(&request, REQUEST_TIMEOUT).await {
+        if answer.error.is_none() {
+            memory.borrow_mut().cursor = Some(Cursor::from_millis(answer.time));
+            dispatcher.dispatch(Action::Received {
+                messages: answer.msg_list,
+                online: answer.online,
+                online_count: answer.online_count,
+            });
+        }
+    }
 }
 
 /// Leaves under the previous name, if any, then joins as `name`, retrying until the server

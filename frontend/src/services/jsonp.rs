@@ -21,7 +21,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
-use chat_shared::{ChatRequest, ChatResponse, Cursor, DEFAULT_POLL_TIMEOUT_SECS};
+use chat_shared::{ChatRequest, ChatResponse, Cursor, RoomName, DEFAULT_POLL_TIMEOUT_SECS};
 use futures::channel::oneshot;
 use futures::future::{self, Either};
 use gloo_timers::future::TimeoutFuture;
@@ -68,6 +68,8 @@ pub enum JsonpError {
 pub struct JsonpClient {
     /// Where requests go; their query string is appended to it.
     base_url: String,
+    /// The room every request is for (`None`: the legacy room).
+    room: Option<RoomName>,
     /// The number in the next callback name.
     next_callback: Cell<u64>,
 }
@@ -83,12 +85,24 @@ enum Outcome {
 }
 
 impl JsonpClient {
-    /// A client for the server at `base_url` (see `server_url::resolve_base_url`).
-    pub fn new(base_url: String) -> JsonpClient {
+    /// A client for `room` (`None`: the legacy room) on the server at `base_url` (see
+    /// `server_url::resolve_base_url`).
+    pub fn new(base_url: String, room: Option<RoomName>) -> JsonpClient {
         JsonpClient {
             base_url,
+            room,
             next_callback: Cell::new(0),
         }
+    }
+
+    /// The room requests are for.
+    pub fn room(&self) -> Option<&RoomName> {
+        self.room.as_ref()
+    }
+
+    /// `request`'s query string in this client's room.
+    fn query_of(&self, request: &ChatRequest) -> String {
+        request.clone().in_room(self.room.clone()).to_query()
     }
 
     /// Where requests go.
@@ -114,7 +128,7 @@ impl JsonpClient {
             .document()
             .ok_or_else(|| JsonpError::Setup("no document".into()))?;
         let callback = self.next_callback_name(&window);
-        let query = format!("{}&callback={callback}", request.to_query());
+        let query = format!("{}&callback={callback}", self.query_of(request));
         let url = request_url(&self.base_url, &query);
 
         let (sender, receiver) = oneshot::channel();
@@ -149,7 +163,10 @@ impl JsonpClient {
     ///
     /// Returns whether the browser queued the beacon.
     pub fn send_exit_beacon(&self, name: &str, cursor: Cursor) -> bool {
-        let url = request_url(&self.base_url, &ChatRequest::exit(name, cursor).to_query());
+        let url = request_url(
+            &self.base_url,
+            &self.query_of(&ChatRequest::exit(name, cursor)),
+        );
         web_sys::window()
             .and_then(|window| window.navigator().send_beacon(&url).ok())
             .unwrap_or(false)

@@ -262,18 +262,21 @@ pub struct RedisBackend {
     available: Arc<AtomicBool>,
     closed: AtomicBool,
     reader: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    /// The instance's folder lock, held while it runs (see [`crate::storage::lock_folder`]).
+    /// The instance's folder lock, held while it runs (see [`crate::storage::lock_folder`]);
+    /// only the legacy room's backend holds it.
     _folder_lock: Mutex<Option<std::fs::File>>,
 }
 
 impl RedisBackend {
-    /// Connects to Redis and starts the read loop.
+    /// Connects to Redis and starts the read loop of the room whose keys start with
+    /// `config.prefix`; `folder_lock` is the instance's folder lock, held while the backend runs
+    /// (the legacy room's backend holds it; other rooms' have none).
     ///
     /// # Errors
     /// Redis is unreachable or answers an error at start.
     pub async fn start(
         config: &RedisConfig,
-        folder_lock: std::fs::File,
+        folder_lock: Option<std::fs::File>,
     ) -> Result<RedisBackend, BackendError> {
         let keys = Keys::new(&config.prefix);
         let mut conn = connect(&config.url, Some(Duration::from_secs(5))).await?;
@@ -324,7 +327,7 @@ impl RedisBackend {
             available,
             closed: AtomicBool::new(false),
             reader: Mutex::new(Some(reader)),
-            _folder_lock: Mutex::new(Some(folder_lock)),
+            _folder_lock: Mutex::new(folder_lock),
         })
     }
 

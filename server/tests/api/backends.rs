@@ -567,3 +567,53 @@ async fn a_save_retried_on_another_instance_with_its_cid_is_stored_once() {
     assert_eq!(texts(&all), ["once", "once"], "ann's once and bob's once");
     assert_eq!(all[0]["cid"], "c-7");
 }
+
+#[tokio::test]
+async fn a_named_room_on_redis_is_shared_by_the_instances_and_apart_from_the_legacy_room() {
+    let redis = RedisServer::start(false);
+    let apps = instances(&redis, 2, |_| {}).await;
+    apps[0].push("legacy", "legacy only").await;
+    let first = apps[0]
+        .call(
+            "/?name=ann&method=push&msg=hello&time=1&room=team",
+            "callback",
+        )
+        .await;
+    let first_time = first["time"].as_u64().unwrap();
+    let held = {
+        let client = apps[1].client.clone();
+        let url = format!(
+            "{}?name=bob&method=pop&time={first_time}&room=team",
+            apps[1].base_url
+        );
+        tokio::spawn(async move { get_text(&client, &url).await })
+    };
+    apps[1].wait_for_held(1).await;
+    apps[0].push("legacy", "not for the room").await;
+    let woke = apps[0]
+        .call(
+            "/?name=ann&method=push&msg=again&time=1&room=team",
+            "callback",
+        )
+        .await;
+    let answer = call_once(&held.await.unwrap(), "callback");
+    assert_eq!(texts(answer["msgList"].as_array().unwrap()), ["again"]);
+    assert_eq!(answer["time"], woke["time"]);
+    let history = apps[1]
+        .call("/?method=pop&time=0&last=10&room=team", "callback")
+        .await;
+    assert_eq!(
+        texts(history["msgList"].as_array().unwrap()),
+        ["hello", "again"]
+    );
+    apps[1]
+        .wait_for_figure(
+            "newest_time",
+            apps[0].health().await["newest_time"].as_u64().unwrap(),
+        )
+        .await;
+    assert_eq!(
+        texts(&apps[1].all_messages().await),
+        ["legacy only", "not for the room"]
+    );
+}

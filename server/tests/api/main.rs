@@ -21,5 +21,6 @@ mod process;
 mod protocol;
 mod restart;
 mod retries;
+mod rooms;
 mod storage;
 mod storage_outage;

@@ -25,6 +25,13 @@ async fn the_page_is_served_to_browsers_and_chat_requests_are_unchanged() {
         .starts_with("text/html"));
     let asset = app.get("/app.js").await;
     assert_eq!((asset.status, asset.body.as_str()), (200, "console.log(1)"));
+    // Before, every path without a query answered 200 with the server's plain-text note.
+    for missing in ["/robots.txt", "/foo", "/nonexistent.css", "/a/b.js"] {
+        let answer = app.get(missing).await;
+        assert_eq!(answer.status, 404, "{missing}: {}", answer.body);
+        let head = app.request(reqwest::Method::HEAD, missing).await;
+        assert_eq!(head.status, 404, "HEAD {missing}");
+    }
 
     // The page's own `?server=URL`, opened in a browser, is the page, not a join.
     let navigation = app
