@@ -277,10 +277,8 @@ fn answer_without_effect(request: &HttpRequest, state: &AppState) -> Option<Http
         HttpMethod::HEAD => {
             let raw_query = request.query_string();
             let response = if raw_query.is_empty() {
-                let mut response = without_query(request.path());
-                // The headers of the GET, without its body.
-                *response.body_mut() = actix_web::body::BoxBody::new(());
-                response
+                // The HTTP layer sends a HEAD's headers only.
+                without_query(request.path())
             } else {
                 match protocol::parse(&HttpMethod::GET, raw_query, state.text_limits()) {
                     Ok(_) => jsonp::response(String::new()),
