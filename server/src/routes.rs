@@ -123,6 +123,24 @@ pub fn is_page_request(head: &actix_web::dev::RequestHead) -> bool {
             .all(|param| !CHAT_PARAMETERS.contains(&param.key.as_str()))
 }
 
+/// The `Cache-Control` of one of the page's files, by its path: a file whose name carries
+/// trunk's content hash (`chat-frontend-<16 hex>.js`, `…_bg.wasm`, `style-<16 hex>.css`) never
+/// changes under that name, so browsers keep it a year without asking again; anything else
+/// (`index.html`, which names the current hashed files) is revalidated on every load.
+pub fn page_cache_control(path: &str) -> &'static str {
+    let name = path.rsplit('/').next().unwrap_or("");
+    let hashed = name.rsplit_once('-').is_some_and(|(_, rest)| {
+        rest.len() > 16
+            && rest.as_bytes()[..16].iter().all(u8::is_ascii_hexdigit)
+            && matches!(rest.as_bytes()[16], b'.' | b'_')
+    });
+    if hashed {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    }
+}
+
 /// Registers the routes; used by the server and by tests alike. With `static_dir`, page
 /// requests (see [`is_page_request`]) are served from it (`index.html` for `/`).
 pub fn configure(
@@ -132,12 +150,27 @@ pub fn configure(
         cfg.route("/healthz", web::route().to(healthz))
             .route("/favicon.ico", web::route().to(favicon));
         if let Some(dir) = &static_dir {
+            // The page's files, compressed when the browser asks (gzip or br), with a cache
+            // lifetime fitted to each (see `page_cache_control`).
             cfg.service(
-                actix_files::Files::new("/", dir)
-                    .index_file("index.html")
+                web::scope("")
                     .guard(actix_web::guard::fn_guard(|ctx| {
                         is_page_request(ctx.head())
-                    })),
+                    }))
+                    .wrap(actix_web::middleware::Compress::default())
+                    .wrap_fn(|request, service| {
+                        let cache_control = page_cache_control(request.path());
+                        let response = actix_web::dev::Service::call(service, request);
+                        async move {
+                            let mut response = response.await?;
+                            response.headers_mut().insert(
+                                header::CACHE_CONTROL,
+                                HeaderValue::from_static(cache_control),
+                            );
+                            Ok(response)
+                        }
+                    })
+                    .service(actix_files::Files::new("/", dir).index_file("index.html")),
             );
         }
         cfg.default_service(web::to(chat));
@@ -700,6 +733,30 @@ impl HeldPop {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hashed_page_files_are_cached_for_a_year_and_the_rest_revalidated() {
+        for immutable in [
+            "/chat-frontend-eba14b313fc28f9b.js",
+            "/chat-frontend-eba14b313fc28f9b_bg.wasm",
+            "/style-2aa69f8071ecca8d.css",
+        ] {
+            assert_eq!(
+                page_cache_control(immutable),
+                "public, max-age=31536000, immutable",
+                "{immutable}"
+            );
+        }
+        for revalidated in [
+            "/",
+            "/index.html",
+            "/app.js",
+            "/my-page.css",
+            "/a-eba14b313fc28f9.js",
+        ] {
+            assert_eq!(page_cache_control(revalidated), "no-cache", "{revalidated}");
+        }
+    }
 
     /// An app on a fresh data folder whose room is already closed, as in the last moments of
     /// a stop; `successor_listens` as a takeover or a socket-activated restart sets it.

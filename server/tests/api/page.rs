@@ -14,6 +14,7 @@ async fn the_page_is_served_to_browsers_and_chat_requests_are_unchanged() {
     .unwrap();
     std::fs::write(page_dir.path().join("app.js"), "console.log(1)").unwrap();
     let dir = page_dir.path().to_owned();
+    let page_dir_path = dir.clone();
     let app = spawn_app_with(move |settings| settings.static_dir = Some(dir)).await;
 
     let index = app.get("/").await;
@@ -25,6 +26,40 @@ async fn the_page_is_served_to_browsers_and_chat_requests_are_unchanged() {
         .starts_with("text/html"));
     let asset = app.get("/app.js").await;
     assert_eq!((asset.status, asset.body.as_str()), (200, "console.log(1)"));
+    // Served compressed when asked, with cache lifetimes fitted to trunk's hashed names.
+    let hashed = "chat-frontend-0123456789abcdef_bg.wasm";
+    std::fs::write(page_dir_path.join(hashed), vec![0u8; 64 * 1024]).unwrap();
+    let head_of = |answer: &str| answer.split("\r\n\r\n").next().unwrap_or("").to_lowercase();
+    let wasm = crate::support::raw_request(
+        app.addr,
+        format!("GET /{hashed} HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await;
+    let wasm = head_of(&wasm);
+    assert!(wasm.starts_with("http/1.1 200"), "{wasm}");
+    assert!(wasm.contains("content-encoding: gzip"), "{wasm}");
+    assert!(
+        wasm.contains("cache-control: public, max-age=31536000, immutable"),
+        "{wasm}"
+    );
+    let index = crate::support::raw_request(
+        app.addr,
+        b"GET / HTTP/1.1\r\nHost: x\r\nAccept-Encoding: br\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let index = head_of(&index);
+    assert!(index.contains("content-encoding: br"), "{index}");
+    assert!(index.contains("cache-control: no-cache"), "{index}");
+    // A chat request is never compressed or cached (a held pop's answer must leave at once).
+    let chat = crate::support::raw_request(
+        app.addr,
+        b"GET /?method=pop&time=x&callback=cb HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let chat = head_of(&chat);
+    assert!(!chat.contains("content-encoding"), "{chat}");
+
     // Before, every path without a query answered 200 with the server's plain-text note.
     for missing in ["/robots.txt", "/foo", "/nonexistent.css", "/a/b.js"] {
         let answer = app.get(missing).await;
