@@ -25,6 +25,7 @@ pub mod hangup;
 pub mod jsonp;
 pub mod limits;
 pub mod logging;
+pub mod page_policy;
 pub mod pages;
 pub mod presence;
 pub mod protocol;

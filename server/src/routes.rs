@@ -158,16 +158,30 @@ pub fn configure(
                         is_page_request(ctx.head())
                     }))
                     .wrap(actix_web::middleware::Compress::default())
-                    .wrap_fn(|request, service| {
-                        let cache_control = page_cache_control(request.path());
-                        let response = actix_web::dev::Service::call(service, request);
-                        async move {
-                            let mut response = response.await?;
-                            response.headers_mut().insert(
-                                header::CACHE_CONTROL,
-                                HeaderValue::from_static(cache_control),
-                            );
-                            Ok(response)
+                    .wrap_fn({
+                        let index = dir.join("index.html");
+                        move |request, service| {
+                            let cache_control = page_cache_control(request.path());
+                            // The page itself gets its policy, from the index.html served now
+                            // (a new build changes its loader's hash).
+                            let policy = matches!(request.path(), "/" | "/index.html")
+                                .then(|| std::fs::read_to_string(&index).ok())
+                                .flatten()
+                                .map(|html| crate::page_policy::content_security_policy(&html))
+                                .and_then(|policy| HeaderValue::from_str(&policy).ok());
+                            let response = actix_web::dev::Service::call(service, request);
+                            async move {
+                                let mut response = response.await?;
+                                let headers = response.headers_mut();
+                                headers.insert(
+                                    header::CACHE_CONTROL,
+                                    HeaderValue::from_static(cache_control),
+                                );
+                                if let Some(policy) = policy {
+                                    headers.insert(header::CONTENT_SECURITY_POLICY, policy);
+                                }
+                                Ok(response)
+                            }
                         }
                     })
                     .service(actix_files::Files::new("/", dir).index_file("index.html")),

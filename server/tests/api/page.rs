@@ -51,6 +51,16 @@ async fn the_page_is_served_to_browsers_and_chat_requests_are_unchanged() {
     let index = head_of(&index);
     assert!(index.contains("content-encoding: br"), "{index}");
     assert!(index.contains("cache-control: no-cache"), "{index}");
+    assert!(
+        index.contains(
+            "content-security-policy: default-src 'self'; script-src 'self' 'wasm-unsafe-eval'"
+        ),
+        "{index}"
+    );
+    assert!(
+        !wasm.contains("content-security-policy"),
+        "only the page has a policy: {wasm}"
+    );
     // A chat request is never compressed or cached (a held pop's answer must leave at once).
     let chat = crate::support::raw_request(
         app.addr,
