@@ -83,6 +83,13 @@ pub enum SendState {
         /// The text being sent.
         text: String,
     },
+    /// The push of `text` got no answer in time, and the page is sending it again with the
+    /// same `cid` (the server stores it once however many copies arrive): "still sending", not
+    /// "not sent", since the first copy may still be queued in the browser.
+    StillSending {
+        /// The text being sent.
+        text: String,
+    },
     /// The last push failed; the text stays in the composer for a retry.
     Failed {
         /// Why, in words.
@@ -184,6 +191,8 @@ pub enum Action {
         /// holds this text.
         message: Message,
     },
+    /// The push got no answer in time; the page sends it again with the same `cid`.
+    SendLate,
     /// The push failed; the draft stays for a retry.
     SendFailed {
         /// Why, in words.
@@ -313,7 +322,10 @@ impl State {
     /// Whether the send button is enabled: in the room, nothing in flight, a valid draft.
     pub fn can_send(&self) -> bool {
         self.nickname.is_some()
-            && !matches!(self.send, SendState::Sending { .. })
+            && !matches!(
+                self.send,
+                SendState::Sending { .. } | SendState::StillSending { .. }
+            )
             && self.draft_problem().is_none()
     }
 
@@ -389,6 +401,11 @@ impl State {
                 }
                 self.send = SendState::Idle;
                 self.merge_messages(vec![message]);
+            }
+            Action::SendLate => {
+                if let SendState::Sending { text } = &self.send {
+                    self.send = SendState::StillSending { text: text.clone() };
+                }
             }
             Action::SendFailed { reason } => self.send = SendState::Failed { reason },
         }
@@ -866,6 +883,33 @@ mod tests {
             None,
             "the same words again after a success are a new message"
         );
+    }
+
+    #[test]
+    fn a_late_answer_says_still_sending_and_a_success_then_clears_it() {
+        let state = run(
+            joined_as("alice"),
+            [
+                Action::DraftChanged("hello".into()),
+                Action::SendStarted { cid: cid("c1") },
+                Action::SendLate,
+            ],
+        );
+        assert_eq!(
+            state.send,
+            SendState::StillSending {
+                text: "hello".into()
+            }
+        );
+        assert!(!state.can_send(), "still one push at a time");
+        let state = run(
+            state,
+            [Action::SendSucceeded {
+                message: message("alice", "hello", 42),
+            }],
+        );
+        assert_eq!(state.send, SendState::Idle);
+        assert_eq!(state.draft, "");
     }
 
     fn cid(raw: &str) -> ClientMessageId {

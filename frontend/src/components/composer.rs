@@ -65,6 +65,7 @@ pub fn Composer(props: &ComposerProps) -> Html {
     };
 
     let sending = matches!(props.send, SendState::Sending { .. });
+    let still_sending = matches!(props.send, SendState::StillSending { .. });
     // A blank draft only disables the button; saying so would be noise.
     let problem = props
         .problem
@@ -111,7 +112,7 @@ pub fn Composer(props: &ComposerProps) -> Html {
                     {onkeydown}
                 />
                 <button id="send-button" type="submit" class="button primary" disabled={!props.can_send}>
-                    { if sending { "Sending…" } else { "Send" } }
+                    { if sending || still_sending { "Sending…" } else { "Send" } }
                 </button>
             </div>
             <div class="composer-notes">
@@ -124,6 +125,11 @@ pub fn Composer(props: &ComposerProps) -> Html {
             </div>
             if let Some(problem) = problem {
                 <p id="draft-problem" class="problem">{ problem }</p>
+            }
+            if still_sending {
+                <p id="send-late" class="hint" role="status">
+                    { "Still sending: the server has not answered yet. The page keeps trying; the message will be stored once." }
+                </p>
             }
             if let Some(reason) = failure {
                 <div class="send-failure">

@@ -7,7 +7,11 @@ use wasm_bindgen_futures::spawn_local;
 use yew::prelude::*;
 
 use crate::errors::describe_wire_error;
-use crate::services::jsonp::{JsonpClient, REQUEST_TIMEOUT};
+use crate::services::jsonp::{JsonpClient, JsonpError, REQUEST_TIMEOUT};
+
+/// How many times a push that gets no answer is sent (with the same `cid`) before the page
+/// says it was not sent: a minute in all, at [`REQUEST_TIMEOUT`] each.
+pub const SEND_ATTEMPTS: u32 = 4;
 use crate::state::{Action, State};
 
 /// A message to send.
@@ -48,7 +52,20 @@ pub fn use_send_message(
             // does.
             let request = ChatRequest::push(&outgoing.name, &outgoing.text, Cursor::START)
                 .with_cid(outgoing.cid.clone());
-            let action = match client.send(&request, REQUEST_TIMEOUT).await {
+            let mut attempts = 0;
+            let sent = loop {
+                attempts += 1;
+                match client.send(&request, REQUEST_TIMEOUT).await {
+                    // No answer in time: the request may still be queued in the browser (six
+                    // held pops of other tabs fill its connections) or its answer lost. Sent
+                    // again with the same `cid`, it is stored once whichever copy arrives.
+                    Err(JsonpError::Timeout(_)) if attempts < SEND_ATTEMPTS => {
+                        dispatcher.dispatch(Action::SendLate);
+                    }
+                    other => break other,
+                }
+            };
+            let action = match sent {
                 Ok(answer) => match answer.error {
                     None => Action::SendSucceeded {
                         message: Message {
