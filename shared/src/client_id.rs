@@ -27,10 +27,9 @@ impl ClientMessageId {
     /// # Errors
     /// [`InvalidCid`] when it is empty, longer than [`MAX_CID_LEN`], or has another character.
     pub fn parse(raw: &str) -> Result<ClientMessageId, InvalidCid> {
-        let valid = (1..=MAX_CID_LEN).contains(&raw.len())
-            && raw
-                .bytes()
-                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-');
+        let valid = is_token(raw, MAX_CID_LEN, |byte| {
+            byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-'
+        });
         if valid {
             Ok(ClientMessageId(raw.to_owned()))
         } else {
@@ -42,6 +41,12 @@ impl ClientMessageId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Whether `raw` is 1 to `max_len` bytes, each of which `allowed` accepts: the shape of the
+/// protocol's ASCII identifiers (`cid`, `room`).
+pub(crate) fn is_token(raw: &str, max_len: usize, allowed: impl Fn(u8) -> bool) -> bool {
+    (1..=max_len).contains(&raw.len()) && raw.bytes().all(allowed)
 }
 
 impl fmt::Display for ClientMessageId {

@@ -23,10 +23,9 @@ impl RoomName {
     /// [`InvalidRoom`] when it is empty, longer than [`MAX_ROOM_LEN`], or has another
     /// character (capitals included: `Lobby` is refused rather than taken for `lobby`).
     pub fn parse(raw: &str) -> Result<RoomName, InvalidRoom> {
-        let valid = (1..=MAX_ROOM_LEN).contains(&raw.len())
-            && raw.bytes().all(|byte| {
-                byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_' || byte == b'-'
-            });
+        let valid = crate::client_id::is_token(raw, MAX_ROOM_LEN, |byte| {
+            byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_' || byte == b'-'
+        });
         if valid {
             Ok(RoomName(raw.to_owned()))
         } else {
