@@ -9,6 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH:/usr/sbin"
+# wasm-opt from npm (installed by scripts/setup.sh) for trunk's release build.
+export PATH="$PWD/frontend/tools/node_modules/.bin:$PATH"
 
 instances="${1:-2}"
 listen_port=8973

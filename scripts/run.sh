@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
+# wasm-opt from npm (installed by scripts/setup.sh) for trunk's release build.
+export PATH="$PWD/frontend/tools/node_modules/.bin:$PATH"
 
 scripts/setup.sh run
 trunk build --release --offline

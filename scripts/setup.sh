@@ -56,6 +56,13 @@ ensure_web_tools() {
     log "cargo install wasm-bindgen-cli $wbg (about 6 minutes)"
     cargo install wasm-bindgen-cli --version "$wbg"
   fi
+  # wasm-opt for the page's release build, from npm's binaryen (Debian's is too old for what
+  # rustc 1.95 emits); the build scripts put frontend/tools/node_modules/.bin on PATH.
+  if [ ! -x frontend/tools/node_modules/.bin/wasm-opt ]; then
+    ensure_node
+    log "npm install (binaryen's wasm-opt for the page's release build)"
+    (cd frontend/tools && npm install --no-audit --no-fund --silent)
+  fi
 }
 
 ensure_node() {
