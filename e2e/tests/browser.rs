@@ -800,6 +800,14 @@ async fn a_newcomer_sees_the_rooms_recent_history_and_rooms_are_apart() -> anyho
         main.wait_for_message("the main room said this", SHOW_TIMEOUT)
             .await?;
         newcomer.send_message("hello lobby").await?;
+        // After Send (which disables itself while sending), the keyboard stays in the box.
+        let focused = newcomer
+            .execute(
+                "return document.activeElement && document.activeElement.id",
+                vec![],
+            )
+            .await?;
+        ensure!(focused == json!("message-input"), "focus went to {focused}");
         say("", "early", "main again").await?;
         main.wait_for_message("main again", SHOW_TIMEOUT).await?;
         let in_main = main.message_texts().await?;

@@ -193,6 +193,9 @@ pub enum Action {
     },
     /// The push got no answer in time; the page sends it again with the same `cid`.
     SendLate,
+    /// The page was shown (`true`) or hidden (`visibilitychange`); showing it clears the
+    /// unread count.
+    PageVisible(bool),
     /// The push failed; the draft stays for a retry.
     SendFailed {
         /// Why, in words.
@@ -230,6 +233,10 @@ pub struct State {
     pub draft: String,
     /// The composer's sending state.
     pub send: SendState,
+    /// Whether the page is hidden (another tab, minimized): new messages then count as unread.
+    pub page_hidden: bool,
+    /// Messages from others that arrived while the page was hidden, shown in the tab's title.
+    pub unread: u32,
     /// The text and `cid` of the last push not known to be saved (in flight or failed).
     unconfirmed_send: Option<(String, ClientMessageId)>,
     /// Shown above the messages when the server no longer keeps some of the history this page
@@ -264,6 +271,8 @@ impl State {
             browser_online: true,
             draft: String::new(),
             send: SendState::Idle,
+            page_hidden: false,
+            unread: 0,
             unconfirmed_send: None,
             history_notice: None,
         }
@@ -350,7 +359,16 @@ impl State {
                 online,
                 online_count,
             } => {
-                self.merge_messages(messages);
+                let added = self.merge_messages(messages);
+                if self.page_hidden {
+                    let from_others = added
+                        .iter()
+                        .filter(|message| !self.own_names.contains(&message.name))
+                        .count();
+                    self.unread = self
+                        .unread
+                        .saturating_add(u32::try_from(from_others).unwrap_or(u32::MAX));
+                }
                 if let Some(online) = online {
                     self.online_count = online_count.unwrap_or(online.len() as u64);
                     self.online = Rc::new(online);
@@ -402,6 +420,12 @@ impl State {
                 self.send = SendState::Idle;
                 self.merge_messages(vec![message]);
             }
+            Action::PageVisible(visible) => {
+                self.page_hidden = !visible;
+                if visible {
+                    self.unread = 0;
+                }
+            }
             Action::SendLate => {
                 if let SendState::Sending { text } = &self.send {
                     self.send = SendState::StillSending { text: text.clone() };
@@ -425,15 +449,18 @@ impl State {
     }
 
     /// Inserts each message at its place by `time`, skipping any whose `time` is already held.
-    fn merge_messages(&mut self, incoming: Vec<Message>) {
+    /// Adds the messages not held yet (by time); returns those it added.
+    fn merge_messages(&mut self, incoming: Vec<Message>) -> Vec<Message> {
+        let mut added = Vec::new();
         if incoming.is_empty() {
-            return;
+            return added;
         }
         let messages = Rc::make_mut(&mut self.messages);
         for message in incoming {
             // Answers are oldest first and usually newer than everything held, so this is
             // mostly an append.
             if let Err(idx) = messages.binary_search_by_key(&message.time, |held| held.time) {
+                added.push(message.clone());
                 messages.insert(idx, message);
             }
         }
@@ -441,6 +468,7 @@ impl State {
             let excess = messages.len() - MAX_KEPT_MESSAGES;
             messages.drain(..excess);
         }
+        added
     }
 }
 
@@ -883,6 +911,29 @@ mod tests {
             None,
             "the same words again after a success are a new message"
         );
+    }
+
+    #[test]
+    fn messages_from_others_while_hidden_are_unread_until_the_page_is_shown() {
+        let state = run(
+            joined_as("alice"),
+            [
+                received(vec![message("bob", "seen", 1)]),
+                Action::PageVisible(false),
+                received(vec![
+                    message("bob", "one", 2),
+                    message("alice", "mine", 3),
+                    message("carl", "two", 4),
+                ]),
+                // The same messages again (a retried pop): not counted twice.
+                received(vec![message("carl", "two", 4)]),
+            ],
+        );
+        assert_eq!(state.unread, 2);
+        let state = run(state, [Action::PageVisible(true)]);
+        assert_eq!(state.unread, 0);
+        let state = run(state, [received(vec![message("bob", "visible", 5)])]);
+        assert_eq!(state.unread, 0, "nothing is unread on a visible page");
     }
 
     #[test]

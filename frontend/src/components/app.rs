@@ -28,12 +28,27 @@ pub fn App() -> Html {
 
     // Browser tests wait for this before touching the page.
     {
-        let title = room::page_title(client.room());
-        use_effect_with((), move |_| {
+        let title = room::tab_title(client.room(), state.unread);
+        use_effect_with(title, |title| {
             if let Some(document) = web_sys::window().and_then(|window| window.document()) {
-                document.set_title(&title);
+                document.set_title(title);
             }
+        });
+    }
+    {
+        let dispatcher = state.dispatcher();
+        use_effect_with((), move |_| {
             mark_body("data-ready", "1");
+            // Messages that arrive while the page is hidden count as unread, in the title.
+            let visibility =
+                web_sys::window()
+                    .and_then(|window| window.document())
+                    .map(|document| {
+                        let watched = document.clone();
+                        gloo_events::EventListener::new(&document, "visibilitychange", move |_| {
+                            dispatcher.dispatch(Action::PageVisible(!watched.hidden()));
+                        })
+                    });
             // Another room is another page: the address's fragment changing (the room
             // switcher, or the reader editing it) loads the page again in that room.
             let listener = web_sys::window().map(|window| {
@@ -43,7 +58,7 @@ pub fn App() -> Html {
                     }
                 })
             });
-            move || drop(listener)
+            move || drop((listener, visibility))
         });
     }
 
@@ -92,6 +107,8 @@ pub fn App() -> Html {
             let cid = state.cid_for_draft().unwrap_or_else(fresh_cid);
             state.dispatch(Action::SendStarted { cid: cid.clone() });
             send_message.emit(Outgoing { name, text, cid });
+            // The send button disables itself while sending: keep the keyboard in the box.
+            focus_element("message-input");
         })
     };
 

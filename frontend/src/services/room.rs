@@ -24,6 +24,15 @@ pub fn page_title(room: Option<&RoomName>) -> String {
     }
 }
 
+/// The tab's title: the page's title, after the unread count when there is one (`(3) #lobby ·
+/// Chat`), as chat products show it.
+pub fn tab_title(room: Option<&RoomName>, unread: u32) -> String {
+    match unread {
+        0 => page_title(room),
+        n => format!("({n}) {}", page_title(room)),
+    }
+}
+
 /// The room the page is in now.
 pub fn current_room() -> Option<RoomName> {
     let location = web_sys::window().map(|window| window.location());
@@ -72,5 +81,7 @@ mod tests {
     fn the_title_names_the_room() {
         assert_eq!(page_title(room("lobby").as_ref()), "#lobby · Chat");
         assert_eq!(page_title(None), "Chat");
+        assert_eq!(tab_title(room("lobby").as_ref(), 3), "(3) #lobby · Chat");
+        assert_eq!(tab_title(None, 0), "Chat");
     }
 }
