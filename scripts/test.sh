@@ -20,4 +20,4 @@ echo "== load generator smoke run"
 scripts/smoke-loadgen.sh
 
 echo "== browser end-to-end tests (headless Chromium over WebDriver)"
-cargo test -p chat-e2e --test browser -- --ignored --test-threads=1
+cargo test -p chat-e2e --tests -- --ignored --test-threads=1
