@@ -35,6 +35,7 @@ mod cluster;
 mod env;
 mod paths;
 mod server;
+mod tabs;
 mod wait;
 
 pub use browser::{texts_of, Browser, ConnectionStatus, ShownMessage};
@@ -42,4 +43,5 @@ pub use cluster::{Nginx, Redis};
 pub use env::{ChromeDriver, Env, StoredMessage};
 pub use paths::{legacy_page_path, screenshot_dir, target_dir, web_page_dir, workspace_root};
 pub use server::{ChatServer, ServerOptions, StopSignal};
+pub use tabs::Tabs;
 pub use wait::{wait_until, Check, POLL_INTERVAL};

@@ -72,6 +72,30 @@ impl ConnectionStatus {
     }
 }
 
+/// How this tab gets new messages (see `services::tabs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PollRole {
+    /// It polls on its own: the browser has no Web Locks or `BroadcastChannel` (or no name is
+    /// chosen yet).
+    #[default]
+    Alone,
+    /// It polls for every tab of its group (same server, room and name).
+    Leader,
+    /// Another tab of its group polls and relays the answers here.
+    Follower,
+}
+
+impl PollRole {
+    /// A stable key for markup (`data-poll`): `alone`, `leader` or `follower`.
+    pub fn key(self) -> &'static str {
+        match self {
+            PollRole::Alone => "alone",
+            PollRole::Leader => "leader",
+            PollRole::Follower => "follower",
+        }
+    }
+}
+
 /// The composer's sending state.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum SendState {
@@ -196,6 +220,8 @@ pub enum Action {
     /// The page was shown (`true`) or hidden (`visibilitychange`); showing it clears the
     /// unread count.
     PageVisible(bool),
+    /// This tab started leading its tab group, following it, or polling alone.
+    PollRole(PollRole),
     /// The push failed; the draft stays for a retry.
     SendFailed {
         /// Why, in words.
@@ -242,6 +268,8 @@ pub struct State {
     /// Shown above the messages when the server no longer keeps some of the history this page
     /// asked for (`history_trimmed`).
     pub history_notice: Option<String>,
+    /// How this tab gets new messages.
+    pub poll_role: PollRole,
 }
 
 impl Default for State {
@@ -275,6 +303,7 @@ impl State {
             unread: 0,
             unconfirmed_send: None,
             history_notice: None,
+            poll_role: PollRole::Alone,
         }
     }
 
@@ -420,6 +449,7 @@ impl State {
                 self.send = SendState::Idle;
                 self.merge_messages(vec![message]);
             }
+            Action::PollRole(role) => self.poll_role = role,
             Action::PageVisible(visible) => {
                 self.page_hidden = !visible;
                 if visible {

@@ -157,7 +157,7 @@ pub fn App() -> Html {
             <header class="top-bar">
                 <h1 class="title">{ room::page_title(client.room()) }</h1>
                 <RoomSwitcher current={client.room().cloned()} />
-                <StatusBar status={state.connection_status()} server={client.base_url().to_owned()} />
+                <StatusBar status={state.connection_status()} server={client.base_url().to_owned()} poll_role={state.poll_role} />
                 if let Some(nickname) = &state.nickname {
                     <div class="identity">
                         <span class="identity-name">

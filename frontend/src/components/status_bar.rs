@@ -3,7 +3,7 @@
 use yew::prelude::*;
 
 use crate::hooks::use_now::use_now_ms;
-use crate::state::{seconds_until, ConnectionStatus};
+use crate::state::{seconds_until, ConnectionStatus, PollRole};
 
 /// Props of [`StatusBar`].
 #[derive(Debug, Clone, PartialEq, Properties)]
@@ -12,9 +12,13 @@ pub struct StatusBarProps {
     pub status: ConnectionStatus,
     /// The server's address, shown as a tooltip.
     pub server: String,
+    /// How this tab gets new messages: in `data-poll`, and said in the tooltip.
+    #[prop_or_default]
+    pub poll_role: PollRole,
 }
 
-/// `#connection-status`, with `data-state` set to `ConnectionStatus::key` and a text that
+/// `#connection-status`, with `data-state` set to `ConnectionStatus::key`, `data-poll` to
+/// `PollRole::key`, and a text that
 /// contains "connected", "reconnecting" or "offline". Only the state word is a live region:
 /// announcing the countdown every second would drown a screen reader.
 #[component]
@@ -41,13 +45,19 @@ pub fn StatusBar(props: &StatusBarProps) -> Html {
         ConnectionStatus::Offline => ("offline", None),
     };
     let key = props.status.key();
+    let sharing = match props.poll_role {
+        PollRole::Alone => "",
+        PollRole::Leader => " (this tab listens for your other tabs in this room)",
+        PollRole::Follower => " (another of your tabs in this room listens for this one)",
+    };
 
     html! {
         <p
             id="connection-status"
             class={classes!("status", format!("status-{key}"))}
             data-state={key}
-            title={format!("Server: {}", props.server)}
+            data-poll={props.poll_role.key()}
+            title={format!("Server: {}{sharing}", props.server)}
         >
             <span class="status-dot" aria-hidden="true"></span>
             <span role="status" class="status-word">{ word }</span>

@@ -10,11 +10,17 @@
 //! the browser comes back online (no point waiting out the backoff), and when the page returns
 //! from the back/forward cache (the exit beacon sent on `pagehide` made us leave, so it joins
 //! again).
+//!
+//! Tabs of the page in the same room under the same name share one poll (see
+//! [`crate::services::tabs`]): each shows the room's recent history itself, then waits to lead
+//! its tab group; meanwhile it shows what the leader relays. Only the leader joins (when no
+//! tab of the group has) and polls, and a closing tab sends the exit only when it is the
+//! group's last.
 
 use std::cell::RefCell;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
-use chat_shared::{ChatRequest, Cursor, ErrorCode, Message, JOIN_MESSAGE};
+use chat_shared::{ChatRequest, Cursor, ErrorCode, Message, RoomName, JOIN_MESSAGE};
 use futures::future;
 use gloo_events::EventListener;
 use gloo_timers::future::TimeoutFuture;
@@ -27,15 +33,36 @@ use crate::errors::{describe_wire_error, is_retryable};
 use crate::services::backoff::backoff_delay;
 use crate::services::jsonp::{JsonpClient, POLL_TIMEOUT, REQUEST_TIMEOUT};
 use crate::services::storage;
-use crate::state::{Action, State};
+use crate::services::tabs::{fresh_tab_id, group_key, TabEvent, TabGroup};
+use crate::state::{Action, PollRole, State};
 
 /// What outlives one run of the session task. Borrowed briefly, never across an `.await`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct SessionMemory {
-    /// The name the server saw us join as (and no exit since).
+    /// The name the server saw us join as (and no exit since); in a tab group, also set when
+    /// the leader says it has joined.
     joined_as: Option<String>,
-    /// The `time` of the last good answer: the next pop continues from here.
+    /// The `time` of the last good answer: the next pop continues from here. In a tab group,
+    /// the leader's.
     cursor: Option<Cursor>,
+    /// This tab's id in tab groups, the same for the page's life.
+    tab_id: String,
+    /// The tab group of the current run, when the browser has one.
+    group: Weak<TabGroup>,
+    /// Whether this tab leads its group (polls for all).
+    leading: bool,
+}
+
+impl Default for SessionMemory {
+    fn default() -> SessionMemory {
+        SessionMemory {
+            joined_as: None,
+            cursor: None,
+            tab_id: fresh_tab_id(),
+            group: Weak::new(),
+            leading: false,
+        }
+    }
 }
 
 type Memory = Rc<RefCell<SessionMemory>>;
@@ -118,10 +145,21 @@ fn listen_to_page(
         let client = client.clone();
         let memory = memory.clone();
         EventListener::new(&window, "pagehide", move |_| {
-            let (joined_as, cursor) = {
+            let (joined_as, cursor, group) = {
                 let mut memory = memory.borrow_mut();
-                (memory.joined_as.take(), memory.cursor)
+                (
+                    memory.joined_as.take(),
+                    memory.cursor,
+                    memory.group.upgrade(),
+                )
             };
+            // One person with several tabs open leaves when the last of them closes.
+            if let Some(group) = group {
+                group.say_closing();
+                if group.has_other_tabs() {
+                    return;
+                }
+            }
             if let Some(name) = joined_as {
                 client.send_exit_beacon(&name, cursor.unwrap_or(Cursor::START));
             }
@@ -142,21 +180,217 @@ fn listen_to_page(
 }
 
 /// One run of the session: join if needed, then poll until cancelled or the name is refused.
+/// In a tab group, only while leading it (see the module docs).
 async fn run_session(
     client: Rc<JsonpClient>,
     name: String,
     memory: Memory,
     dispatcher: Dispatcher,
 ) {
-    let already_joined = memory.borrow().joined_as.as_deref() == Some(name.as_str());
+    let room = client.room().map(RoomName::as_str);
+    let key = group_key(client.base_url(), room, &name);
+    let tab_id = memory.borrow().tab_id.clone();
+    let group = TabGroup::join(key, tab_id, follow_leader(&name, &memory, &dispatcher));
+    let _membership = Membership::new(&memory, group.as_ref());
+    let relay = Relay {
+        dispatcher,
+        group: group.clone(),
+    };
+
     let first_visit = memory.borrow().cursor.is_none();
-    if !already_joined && !join(&client, &name, &memory, &dispatcher).await {
+    let Some(group) = group else {
+        // No tab group: this tab polls on its own.
+        relay.dispatcher.dispatch(Action::PollRole(PollRole::Alone));
+        let already_joined = memory.borrow().joined_as.as_deref() == Some(name.as_str());
+        if !already_joined && !join(&client, &name, &memory, &relay).await {
+            return;
+        }
+        if first_visit {
+            load_recent_history(&client, &name, &memory, &relay.dispatcher).await;
+        }
+        poll(&client, &name, &memory, &relay).await;
+        return;
+    };
+
+    // Every tab shows the room's recent history at once (a pop answered at once holds no
+    // connection), then follows the leader until it leads.
+    relay
+        .dispatcher
+        .dispatch(Action::PollRole(PollRole::Follower));
+    if first_visit {
+        load_recent_history(&client, &name, &memory, &relay.dispatcher).await;
+    }
+    let _leadership = group.lead().await;
+    let _leading = Leading::new(&memory);
+    relay
+        .dispatcher
+        .dispatch(Action::PollRole(PollRole::Leader));
+    let already_joined = memory.borrow().joined_as.as_deref() == Some(name.as_str());
+    if !already_joined && !join(&client, &name, &memory, &relay).await {
         return;
     }
-    if first_visit {
-        load_recent_history(&client, &name, &memory, &dispatcher).await;
+    let cursor = memory.borrow().cursor.unwrap_or(Cursor::START);
+    group.post(&TabEvent::Leading {
+        cursor: cursor.as_millis(),
+    });
+    poll(&client, &name, &memory, &relay).await;
+}
+
+/// How a follower tab takes what its group's other tabs say.
+fn follow_leader(
+    name: &str,
+    memory: &Memory,
+    dispatcher: &Dispatcher,
+) -> impl Fn(&TabGroup, TabEvent) + 'static {
+    let name = name.to_owned();
+    let memory = memory.clone();
+    let dispatcher = dispatcher.clone();
+    move |group: &TabGroup, event: TabEvent| {
+        let leading = memory.borrow().leading;
+        match event {
+            TabEvent::Opened { .. } => {
+                group.refresh_others();
+                let (joined, cursor) = {
+                    let memory = memory.borrow();
+                    (memory.joined_as.is_some(), memory.cursor)
+                };
+                if let (true, true, Some(cursor)) = (leading, joined, cursor) {
+                    group.post(&TabEvent::Leading {
+                        cursor: cursor.as_millis(),
+                    });
+                }
+            }
+            TabEvent::Closing { .. } => group.refresh_others(),
+            // A leader only ever hears these from a tab that led before it.
+            _ if leading => {}
+            TabEvent::Leading { cursor } => {
+                let mut memory = memory.borrow_mut();
+                memory.joined_as = Some(name.clone());
+                memory.cursor = Some(Cursor::from_millis(cursor));
+            }
+            TabEvent::Answer {
+                cursor,
+                messages,
+                online,
+                online_count,
+                trimmed,
+            } => {
+                {
+                    let mut memory = memory.borrow_mut();
+                    memory.joined_as = Some(name.clone());
+                    memory.cursor = Some(Cursor::from_millis(cursor));
+                }
+                group.refresh_others();
+                if trimmed {
+                    dispatcher.dispatch(Action::HistoryTrimmed);
+                }
+                dispatcher.dispatch(Action::Received {
+                    messages,
+                    online,
+                    online_count,
+                });
+            }
+            TabEvent::Lost {
+                retry_at_ms,
+                reason,
+            } => dispatcher.dispatch(Action::ConnectionLost {
+                retry_at_ms,
+                reason,
+            }),
+        }
     }
-    poll(&client, &name, &memory, &dispatcher).await;
+}
+
+/// Keeps [`SessionMemory::group`] pointing at the run's tab group while the run lasts.
+struct Membership {
+    memory: Memory,
+}
+
+impl Membership {
+    fn new(memory: &Memory, group: Option<&Rc<TabGroup>>) -> Membership {
+        memory.borrow_mut().group = group.map(Rc::downgrade).unwrap_or_default();
+        Membership {
+            memory: memory.clone(),
+        }
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.memory.borrow_mut().group = Weak::new();
+    }
+}
+
+/// Keeps [`SessionMemory::leading`] set while this tab leads.
+struct Leading {
+    memory: Memory,
+}
+
+impl Leading {
+    fn new(memory: &Memory) -> Leading {
+        memory.borrow_mut().leading = true;
+        Leading {
+            memory: memory.clone(),
+        }
+    }
+}
+
+impl Drop for Leading {
+    fn drop(&mut self) {
+        self.memory.borrow_mut().leading = false;
+    }
+}
+
+/// Shows what the poll loop learns, and relays it to the other tabs of the group when this
+/// tab leads one.
+struct Relay {
+    dispatcher: Dispatcher,
+    group: Option<Rc<TabGroup>>,
+}
+
+impl Relay {
+    /// An answer: `messages` to show, who is online, and the cursor after it.
+    fn answer(
+        &self,
+        cursor: Cursor,
+        messages: Vec<Message>,
+        online: Option<Vec<String>>,
+        online_count: Option<u64>,
+        trimmed: bool,
+    ) {
+        if let Some(group) = &self.group {
+            group.post(&TabEvent::Answer {
+                cursor: cursor.as_millis(),
+                messages: messages.clone(),
+                online: online.clone(),
+                online_count,
+                trimmed,
+            });
+            group.refresh_others();
+        }
+        if trimmed {
+            self.dispatcher.dispatch(Action::HistoryTrimmed);
+        }
+        self.dispatcher.dispatch(Action::Received {
+            messages,
+            online,
+            online_count,
+        });
+    }
+
+    /// A failed request; the next attempt starts at `retry_at_ms` (ms since the Unix epoch).
+    fn lost(&self, retry_at_ms: f64, reason: String) {
+        if let Some(group) = &self.group {
+            group.post(&TabEvent::Lost {
+                retry_at_ms,
+                reason: reason.clone(),
+            });
+        }
+        self.dispatcher.dispatch(Action::ConnectionLost {
+            retry_at_ms,
+            reason,
+        });
+    }
 }
 
 /// How many of the room's newest messages a newcomer sees at once.
@@ -174,7 +408,12 @@ async fn load_recent_history(
     let request = ChatRequest::pop(name, cursor).with_last(HISTORY_ON_ARRIVAL);
     if let Ok(answer) = client.send(&request, REQUEST_TIMEOUT).await {
         if answer.error.is_none() {
-            memory.borrow_mut().cursor = Some(Cursor::from_millis(answer.time));
+            // Never back: in a tab group the leader's answers may already have moved it on
+            // (anything between is in this answer or in theirs).
+            let newest = Cursor::from_millis(answer.time);
+            let mut memory = memory.borrow_mut();
+            memory.cursor = Some(memory.cursor.map_or(newest, |cursor| cursor.max(newest)));
+            drop(memory);
             dispatcher.dispatch(Action::Received {
                 messages: answer.msg_list,
                 online: answer.online,
@@ -184,16 +423,21 @@ async fn load_recent_history(
     }
 }
 
-/// Leaves under the previous name, if any, then joins as `name`, retrying until the server
-/// answers. Returns false when the server refused the name.
-async fn join(client: &JsonpClient, name: &str, memory: &Memory, dispatcher: &Dispatcher) -> bool {
+/// Leaves under the previous name, if any (unless another tab still uses it), then joins as
+/// `name`, retrying until the server answers. Returns false when the server refused the name.
+async fn join(client: &JsonpClient, name: &str, memory: &Memory, relay: &Relay) -> bool {
     let previous = memory.borrow_mut().joined_as.take();
     if let Some(previous) = previous {
-        let cursor = memory.borrow().cursor.unwrap_or(Cursor::START);
-        // Best effort, once: the room only misses a "left" line if this is lost.
-        let _ignored = client
-            .send(&ChatRequest::exit(&previous, cursor), REQUEST_TIMEOUT)
-            .await;
+        let room = client.room().map(RoomName::as_str);
+        let previous_group = group_key(client.base_url(), room, &previous);
+        let tab_id = memory.borrow().tab_id.clone();
+        if !TabGroup::others_open(&previous_group, &tab_id).await {
+            let cursor = memory.borrow().cursor.unwrap_or(Cursor::START);
+            // Best effort, once: the room only misses a "left" line if this is lost.
+            let _ignored = client
+                .send(&ChatRequest::exit(&previous, cursor), REQUEST_TIMEOUT)
+                .await;
+        }
     }
 
     let mut attempt = 0;
@@ -201,15 +445,15 @@ async fn join(client: &JsonpClient, name: &str, memory: &Memory, dispatcher: &Di
         let failure = match client.send(&ChatRequest::join(name), REQUEST_TIMEOUT).await {
             Ok(answer) => match answer.error {
                 None => {
-                    {
+                    let cursor = {
                         let mut memory = memory.borrow_mut();
                         memory.joined_as = Some(name.to_owned());
                         // A first join starts the history at our own join line; after a name
                         // change, polling continues where it was so nothing in between is lost.
-                        memory
+                        *memory
                             .cursor
-                            .get_or_insert(Cursor::from_millis(answer.time));
-                    }
+                            .get_or_insert(Cursor::from_millis(answer.time))
+                    };
                     // The join answer's `time` is our join line's; show it without waiting for
                     // a pop (which only returns messages newer than the cursor).
                     let join_line = Message {
@@ -218,28 +462,30 @@ async fn join(client: &JsonpClient, name: &str, memory: &Memory, dispatcher: &Di
                         time: answer.time,
                         cid: None,
                     };
-                    dispatcher.dispatch(Action::Received {
-                        messages: vec![join_line],
-                        online: answer.online,
-                        online_count: answer.online_count,
-                    });
+                    relay.answer(
+                        cursor,
+                        vec![join_line],
+                        answer.online,
+                        answer.online_count,
+                        false,
+                    );
                     return true;
                 }
                 Some(error) if is_retryable(error.code) => describe_wire_error(&error),
                 Some(error) => {
-                    refuse_name(memory, dispatcher, describe_wire_error(&error));
+                    refuse_name(memory, &relay.dispatcher, describe_wire_error(&error));
                     return false;
                 }
             },
             Err(error) => error.to_string(),
         };
         attempt += 1;
-        wait_before_retry(attempt, failure, dispatcher).await;
+        wait_before_retry(attempt, failure, relay).await;
     }
 }
 
 /// Pops forever from the last `time`; returns only when the server refuses the name.
-async fn poll(client: &JsonpClient, name: &str, memory: &Memory, dispatcher: &Dispatcher) {
+async fn poll(client: &JsonpClient, name: &str, memory: &Memory, relay: &Relay) {
     let mut attempt = 0;
     loop {
         let cursor = memory.borrow().cursor.unwrap_or(Cursor::START);
@@ -247,44 +493,45 @@ async fn poll(client: &JsonpClient, name: &str, memory: &Memory, dispatcher: &Di
             .send(&ChatRequest::pop(name, cursor), POLL_TIMEOUT)
             .await
         {
-            Ok(answer) => match answer.error {
-                None => {
-                    attempt = 0;
-                    // Taken as is, even when it goes backwards: a server that lost its newest
-                    // messages answers with its own newest time, and only that cursor gets us
-                    // new messages again.
-                    memory.borrow_mut().cursor = Some(Cursor::from_millis(answer.time));
-                    dispatcher.dispatch(Action::Received {
-                        messages: answer.msg_list,
-                        online: answer.online,
-                        online_count: answer.online_count,
-                    });
-                    continue;
+            Ok(answer) => {
+                // `history_trimmed` is not a refusal: the messages that are left, from the
+                // oldest kept on.
+                let trimmed = answer
+                    .error
+                    .as_ref()
+                    .is_some_and(|error| error.code == ErrorCode::HistoryTrimmed);
+                match answer.error {
+                    // The cursor is kept: an error answer's `time` may be past messages we
+                    // have not seen.
+                    Some(error) if !trimmed => {
+                        if !is_retryable(error.code) {
+                            refuse_name(memory, &relay.dispatcher, describe_wire_error(&error));
+                            return;
+                        }
+                        describe_wire_error(&error)
+                    }
+                    _ => {
+                        attempt = 0;
+                        // Taken as is, even when it goes backwards: a server that lost its
+                        // newest messages answers with its own newest time, and only that
+                        // cursor gets us new messages again.
+                        let cursor = Cursor::from_millis(answer.time);
+                        memory.borrow_mut().cursor = Some(cursor);
+                        relay.answer(
+                            cursor,
+                            answer.msg_list,
+                            answer.online,
+                            answer.online_count,
+                            trimmed,
+                        );
+                        continue;
+                    }
                 }
-                // Not a refusal: the messages that are left, from the oldest kept on.
-                Some(error) if error.code == ErrorCode::HistoryTrimmed => {
-                    attempt = 0;
-                    memory.borrow_mut().cursor = Some(Cursor::from_millis(answer.time));
-                    dispatcher.dispatch(Action::HistoryTrimmed);
-                    dispatcher.dispatch(Action::Received {
-                        messages: answer.msg_list,
-                        online: answer.online,
-                        online_count: answer.online_count,
-                    });
-                    continue;
-                }
-                // The cursor is kept: an error answer's `time` may be past messages we have
-                // not seen.
-                Some(error) if is_retryable(error.code) => describe_wire_error(&error),
-                Some(error) => {
-                    refuse_name(memory, dispatcher, describe_wire_error(&error));
-                    return;
-                }
-            },
+            }
             Err(error) => error.to_string(),
         };
         attempt += 1;
-        wait_before_retry(attempt, failure, dispatcher).await;
+        wait_before_retry(attempt, failure, relay).await;
     }
 }
 
@@ -296,11 +543,8 @@ fn refuse_name(memory: &Memory, dispatcher: &Dispatcher, reason: String) {
 }
 
 /// Reports the failure with the time of the next attempt, then waits until then.
-async fn wait_before_retry(attempt: u32, reason: String, dispatcher: &Dispatcher) {
+async fn wait_before_retry(attempt: u32, reason: String, relay: &Relay) {
     let delay = backoff_delay(attempt, js_sys::Math::random());
-    dispatcher.dispatch(Action::ConnectionLost {
-        retry_at_ms: js_sys::Date::now() + delay.as_secs_f64() * 1000.0,
-        reason,
-    });
+    relay.lost(js_sys::Date::now() + delay.as_secs_f64() * 1000.0, reason);
     TimeoutFuture::new(u32::try_from(delay.as_millis()).unwrap_or(u32::MAX)).await;
 }

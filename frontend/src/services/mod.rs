@@ -9,3 +9,4 @@ pub mod jsonp;
 pub mod room;
 pub mod server_url;
 pub mod storage;
+pub mod tabs;
