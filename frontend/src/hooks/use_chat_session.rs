@@ -358,16 +358,14 @@ impl Relay {
         online_count: Option<u64>,
         trimmed: bool,
     ) {
-        if let Some(group) = &self.group {
-            group.post(&TabEvent::Answer {
-                cursor: cursor.as_millis(),
-                messages: messages.clone(),
-                online: online.clone(),
-                online_count,
-                trimmed,
-            });
-            group.refresh_others();
-        }
+        // This tab first, so that it never shows less than the tabs it relays to.
+        let relayed = self.group.as_ref().map(|_| TabEvent::Answer {
+            cursor: cursor.as_millis(),
+            messages: messages.clone(),
+            online: online.clone(),
+            online_count,
+            trimmed,
+        });
         if trimmed {
             self.dispatcher.dispatch(Action::HistoryTrimmed);
         }
@@ -376,6 +374,10 @@ impl Relay {
             online,
             online_count,
         });
+        if let (Some(group), Some(event)) = (&self.group, relayed) {
+            group.post(&event);
+            group.refresh_others();
+        }
     }
 
     /// A failed request; the next attempt starts at `retry_at_ms` (ms since the Unix epoch).
