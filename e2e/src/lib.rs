@@ -31,6 +31,7 @@
 //! ```
 
 mod browser;
+mod cdp;
 mod cluster;
 mod env;
 mod paths;

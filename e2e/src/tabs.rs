@@ -46,6 +46,17 @@ impl<'a> Tabs<'a> {
     /// # Errors
     /// The tab cannot be opened or the page does not load in time.
     pub async fn open(&mut self, url: &str) -> anyhow::Result<usize> {
+        let index = self.open_blank().await?;
+        self.browser.open_chat(url).await?;
+        Ok(index)
+    }
+
+    /// Opens a new empty tab and makes it current (to prepare it before loading a page).
+    /// Returns its index.
+    ///
+    /// # Errors
+    /// The tab cannot be opened.
+    pub async fn open_blank(&mut self) -> anyhow::Result<usize> {
         let client = self.browser.client();
         let created = client.new_window(true).await.context("opening a tab")?;
         client
@@ -53,7 +64,6 @@ impl<'a> Tabs<'a> {
             .await
             .context("switching to the new tab")?;
         self.handles.push(created.handle);
-        self.browser.open_chat(url).await?;
         Ok(self.handles.len() - 1)
     }
 

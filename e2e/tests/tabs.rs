@@ -35,6 +35,57 @@ async fn eight_tabs_share_one_poll_and_the_next_leads_when_the_leader_closes() -
     tabs_share_one_poll("eight_tabs", 8).await
 }
 
+#[tokio::test]
+#[ignore = "browser test: run by scripts/test.sh with --ignored"]
+async fn ten_tabs_share_one_poll() -> anyhow::Result<()> {
+    tabs_share_one_poll("ten_tabs", 10).await
+}
+
+/// Without the Web Locks API, each tab polls on its own (and, below six tabs, chats as well).
+#[tokio::test]
+#[ignore = "browser test: run by scripts/test.sh with --ignored"]
+async fn without_web_locks_each_tab_polls_on_its_own() -> anyhow::Result<()> {
+    const N_TABS: usize = 3;
+    const NO_LOCKS: &str = "Object.defineProperty(Navigator.prototype, 'locks', \
+        { get: function () { return undefined; } });";
+    let env = Env::start("tabs_without_locks", ServerOptions::default()).await?;
+    let browser = env.browser("old").await?;
+    let url = env.server.base_url();
+    env.run(&[&browser], async {
+        browser.run_before_each_load(NO_LOCKS).await?;
+        browser.open_chat(&url).await?;
+        browser.join("Old").await?;
+        let mut tabs = Tabs::new(&browser).await?;
+        while tabs.len() < N_TABS {
+            tabs.open_blank().await?;
+            browser.run_before_each_load(NO_LOCKS).await?;
+            browser.open_chat(&url).await?;
+            browser
+                .wait_status(ConnectionStatus::Connected, WAIT)
+                .await?;
+        }
+        let roles = tabs.poll_roles().await?;
+        ensure!(
+            roles.iter().all(|role| role == "alone"),
+            "roles without Web Locks: {roles:?}"
+        );
+        wait_until(WAIT, "the server holds one pop per tab", || async {
+            let held = env.held_polls().await?;
+            Ok(Check::when(
+                held == N_TABS as u64,
+                format_args!("{held} held"),
+            ))
+        })
+        .await?;
+        let text = "each tab on its own";
+        tabs.watch_for(text).await?;
+        let pushed_at = env.push("bob", text).await? as f64;
+        wait_for_arrivals(&tabs, text, pushed_at).await?;
+        Ok(())
+    })
+    .await
+}
+
 async fn tabs_share_one_poll(scenario: &str, n_tabs: usize) -> anyhow::Result<()> {
     let options = ServerOptions {
         poll_timeout_secs: REAL_HOLD_SECS,
