@@ -162,8 +162,8 @@ async fn run_session(
 /// How many of the room's newest messages a newcomer sees at once.
 pub const HISTORY_ON_ARRIVAL: usize = 50;
 
-/// Shows the room's newest messages on arrival (a pop with `last`, answered at once), and
-/// polls on from the newest. Best effort: when it fails, polling starts from our join line.
+/// Shows the room's newest messages on arrival (a pop with `last`, answered at once), says
+/// whether there are earlier ones to scroll back to, and polls on from the newest. Best effort: when it fails, polling starts from our join line.
 async fn load_recent_history(
     client: &JsonpClient,
     name: &str,
@@ -175,11 +175,14 @@ async fn load_recent_history(
     if let Ok(answer) = client.send(&request, REQUEST_TIMEOUT).await {
         if answer.error.is_none() {
             memory.borrow_mut().cursor = Some(Cursor::from_millis(answer.time));
+            // A full page may have more before it; a short one is the whole room.
+            let more = answer.msg_list.len() >= HISTORY_ON_ARRIVAL;
             dispatcher.dispatch(Action::Received {
                 messages: answer.msg_list,
                 online: answer.online,
                 online_count: answer.online_count,
             });
+            dispatcher.dispatch(Action::ArrivalHistory { more });
         }
     }
 }
