@@ -314,9 +314,9 @@ impl MessageBackend for LocalBackend {
             let (in_memory, chunked_through) = {
                 let tail = self.shared.read_tail();
                 let (messages, older_through) = newest_before(&tail.messages, before, n);
-                if older_through > tail.chunked_through {
-                    // The page and the message before it are newer than every chunked one:
-                    // memory alone answers.
+                if older_through > tail.chunked_through || tail.chunked_through == 0 {
+                    // The page and the message before it are newer than every chunked one (or
+                    // there are no chunk files): memory alone answers.
                     return Ok(Recent {
                         messages,
                         older_through,
