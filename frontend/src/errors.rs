@@ -31,6 +31,7 @@ pub fn describe_code(code: ErrorCode) -> &'static str {
         ErrorCode::InvalidRoom => "This room name is not one the server accepts; pick another room",
         ErrorCode::TooManyRooms => "The server has as many rooms open as it may; trying again shortly",
         ErrorCode::InvalidLast => "The page asked for more history than the server gives at once",
+        ErrorCode::InvalidBefore => "The page asked for earlier history in a way the server does not accept",
         ErrorCode::HistoryTrimmed => {
             "Older messages are no longer kept by the server; the history shown starts later"
         }
@@ -59,6 +60,7 @@ pub fn is_retryable(code: ErrorCode) -> bool {
         | ErrorCode::InvalidCid
         | ErrorCode::InvalidRoom
         | ErrorCode::InvalidLast
+        | ErrorCode::InvalidBefore
         | ErrorCode::InvalidName
         | ErrorCode::HistoryTrimmed => false,
     }

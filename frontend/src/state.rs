@@ -121,6 +121,38 @@ pub enum SendState {
     },
 }
 
+/// Whether earlier history can be loaded above the oldest message shown (scrolling back with
+/// `last=N&before=T`, see `docs/protocol.md`, "Earlier history").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Earlier {
+    /// Not known: the arrival page has not answered (or failed). Nothing is loaded.
+    #[default]
+    Unknown,
+    /// The server has messages older than the oldest shown.
+    More,
+    /// A page of earlier messages is on its way.
+    Loading,
+    /// The oldest message shown is the room's first (or the oldest the server keeps).
+    Beginning,
+    /// The page holds [`MAX_KEPT_MESSAGES`]: it loads no more, since keeping them would push
+    /// out the ones just loaded.
+    Full,
+}
+
+impl Earlier {
+    /// A stable one-word name, used as `data-state`: `unknown`, `more`, `loading`, `beginning`
+    /// or `full`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Earlier::Unknown => "unknown",
+            Earlier::More => "more",
+            Earlier::Loading => "loading",
+            Earlier::Beginning => "beginning",
+            Earlier::Full => "full",
+        }
+    }
+}
+
 /// How a message is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MessageKind {
@@ -188,6 +220,24 @@ pub enum Action {
         /// How many are online in all, when the answer said so (`onlineCount`).
         online_count: Option<u64>,
     },
+    /// The arrival page (`last=N`) answered: `more` says whether the room has older messages
+    /// than it brought (it brought all N asked for).
+    ArrivalHistory {
+        /// Whether earlier history can be loaded.
+        more: bool,
+    },
+    /// The reader reached the top of the list: a page of earlier messages is asked for.
+    /// Ignored unless [`State::earlier`] is [`Earlier::More`].
+    EarlierRequested,
+    /// A page of earlier messages arrived (oldest first). Old news: not counted as unread.
+    EarlierReceived {
+        /// The messages just older than the oldest shown.
+        messages: Vec<Message>,
+        /// Whether the room has messages older still (the answer's `time` is not 0).
+        more: bool,
+    },
+    /// The page of earlier messages did not come; it may be asked for again.
+    EarlierFailed,
     /// A pop's messages came with `history_trimmed`: older ones after our cursor are gone.
     HistoryTrimmed,
     /// A request failed; the poll loop retries at `retry_at_ms`.
@@ -270,6 +320,8 @@ pub struct State {
     pub history_notice: Option<String>,
     /// How this tab gets new messages.
     pub poll_role: PollRole,
+    /// Whether earlier history can be loaded above the oldest message shown.
+    pub earlier: Earlier,
 }
 
 impl Default for State {
@@ -304,6 +356,7 @@ impl State {
             unconfirmed_send: None,
             history_notice: None,
             poll_role: PollRole::Alone,
+            earlier: Earlier::Unknown,
         }
     }
 
@@ -320,6 +373,12 @@ impl State {
     /// The messages, oldest first, unique by `time`.
     pub fn messages(&self) -> &Rc<Vec<Message>> {
         &self.messages
+    }
+
+    /// The time of the oldest message shown (ms since the Unix epoch): where the next page of
+    /// earlier history ends (`before`).
+    pub fn oldest_time(&self) -> Option<u64> {
+        self.messages.first().map(|message| message.time)
     }
 
     /// What the status bar shows.
@@ -406,6 +465,33 @@ impl State {
                 }
                 if self.nickname.is_some() {
                     self.link = Link::Connected;
+                }
+            }
+            Action::ArrivalHistory { more } => {
+                self.earlier = if more {
+                    Earlier::More
+                } else {
+                    Earlier::Beginning
+                };
+            }
+            Action::EarlierRequested => {
+                if self.earlier == Earlier::More {
+                    self.earlier = Earlier::Loading;
+                }
+            }
+            Action::EarlierReceived { messages, more } => {
+                self.merge_messages(messages);
+                self.earlier = if !more {
+                    Earlier::Beginning
+                } else if self.messages.len() >= MAX_KEPT_MESSAGES {
+                    Earlier::Full
+                } else {
+                    Earlier::More
+                };
+            }
+            Action::EarlierFailed => {
+                if self.earlier == Earlier::Loading {
+                    self.earlier = Earlier::More;
                 }
             }
             Action::HistoryTrimmed => {
@@ -572,6 +658,112 @@ mod tests {
             .as_deref()
             .is_some_and(|notice| notice.contains("no longer kept")));
         assert!(joined_as("alice").history_notice.is_none());
+    }
+
+    fn earlier(messages: Vec<Message>, more: bool) -> Action {
+        Action::EarlierReceived { messages, more }
+    }
+
+    #[test]
+    fn earlier_pages_go_before_the_oldest_shown_without_duplicates_until_the_beginning() {
+        let state = run(
+            joined_as("alice"),
+            [
+                received(vec![message("bob", "c", 30), message("bob", "d", 40)]),
+                Action::ArrivalHistory { more: true },
+            ],
+        );
+        assert_eq!(state.earlier, Earlier::More);
+        assert_eq!(state.oldest_time(), Some(30));
+        let state = run(state, [Action::EarlierRequested]);
+        assert_eq!(state.earlier, Earlier::Loading);
+        // A second request while one is on its way changes nothing.
+        let state = run(state, [Action::EarlierRequested]);
+        assert_eq!(state.earlier, Earlier::Loading);
+        let state = run(
+            state,
+            [
+                // A page that overlaps what is shown (a message polled meanwhile) adds only
+                // what is new, in time order.
+                earlier(vec![message("bob", "b", 20), message("bob", "c", 30)], true),
+                // New messages polled meanwhile still go after.
+                received(vec![message("carl", "e", 50)]),
+            ],
+        );
+        assert_eq!(times(&state), [20, 30, 40, 50]);
+        assert_eq!(state.earlier, Earlier::More);
+        let state = run(
+            state,
+            [
+                Action::EarlierRequested,
+                earlier(vec![message("bob", "a", 10)], false),
+            ],
+        );
+        assert_eq!(times(&state), [10, 20, 30, 40, 50]);
+        assert_eq!(state.earlier, Earlier::Beginning);
+        assert_eq!(state.oldest_time(), Some(10));
+        let state = run(state, [Action::EarlierRequested]);
+        assert_eq!(state.earlier, Earlier::Beginning, "nothing more to ask for");
+    }
+
+    #[test]
+    fn a_short_arrival_page_is_the_beginning_and_a_failed_page_may_be_asked_again() {
+        let state = run(
+            joined_as("alice"),
+            [Action::EarlierRequested, Action::EarlierFailed],
+        );
+        assert_eq!(
+            state.earlier,
+            Earlier::Unknown,
+            "nothing asked before arrival"
+        );
+        let state = run(state, [Action::ArrivalHistory { more: false }]);
+        assert_eq!(state.earlier, Earlier::Beginning);
+        let state = run(
+            joined_as("alice"),
+            [
+                Action::ArrivalHistory { more: true },
+                Action::EarlierRequested,
+                Action::EarlierFailed,
+            ],
+        );
+        assert_eq!(state.earlier, Earlier::More);
+    }
+
+    #[test]
+    fn earlier_pages_are_old_news_not_unread() {
+        let state = run(
+            joined_as("alice"),
+            [
+                received(vec![message("bob", "now", 30)]),
+                Action::ArrivalHistory { more: true },
+                Action::PageVisible(false),
+                Action::EarlierRequested,
+                earlier(vec![message("bob", "old", 10)], true),
+            ],
+        );
+        assert_eq!(state.unread, 0);
+    }
+
+    #[test]
+    fn scrolling_back_stops_when_the_page_keeps_as_many_messages_as_it_may() {
+        let newest: Vec<_> = (MAX_KEPT_MESSAGES as u64 + 1..=2 * MAX_KEPT_MESSAGES as u64 - 10)
+            .map(|time| message("bob", "x", time))
+            .collect();
+        let older: Vec<_> = (1..=MAX_KEPT_MESSAGES as u64)
+            .map(|time| message("bob", "y", time))
+            .collect();
+        let state = run(
+            joined_as("alice"),
+            [
+                received(newest),
+                Action::ArrivalHistory { more: true },
+                Action::EarlierRequested,
+                earlier(older, true),
+            ],
+        );
+        assert_eq!(state.messages().len(), MAX_KEPT_MESSAGES);
+        assert_eq!(state.earlier, Earlier::Full);
     }
 
     #[test]

@@ -32,6 +32,19 @@ pub fn newest_whole_groups(mut all: Vec<Message>, n: usize) -> (Vec<Message>, u6
     (all.split_off(split), older_through)
 }
 
+/// The newest `n` of `messages` (oldest first) older than `before` (ms), extended back to keep
+/// a group sharing a time whole, and the time of the newest message older than those (0 when
+/// `messages` holds none). A page of earlier history (`last=N&before=T`).
+pub fn newest_before(messages: &VecDeque<Message>, before: u64, n: usize) -> (Vec<Message>, u64) {
+    let end = messages.partition_point(|message| message.time < before);
+    let mut start = end.saturating_sub(n);
+    while start > 0 && start < end && messages[start - 1].time == messages[start].time {
+        start -= 1;
+    }
+    let older_through = start.checked_sub(1).map_or(0, |idx| messages[idx].time);
+    (messages.range(start..end).cloned().collect(), older_through)
+}
+
 /// Drops the oldest messages of `messages` while it holds more than `limit`, only whole groups
 /// sharing a time. Returns the time of the newest message dropped, if any.
 pub fn evict_oldest(messages: &mut VecDeque<Message>, limit: usize) -> Option<u64> {
@@ -89,6 +102,25 @@ mod tests {
         assert_eq!(evict_oldest(&mut all, 4), Some(2));
         assert_eq!(times(&all), [3, 4, 5]);
         assert_eq!(evict_oldest(&mut all, 4), None);
+    }
+
+    #[test]
+    fn a_page_before_a_time_is_the_newest_older_ones_in_whole_groups() {
+        let all = messages(&[1, 2, 2, 3, 4, 5]);
+        let cases: [(u64, usize, &[u64], u64); 7] = [
+            (5, 2, &[3, 4], 2),
+            (4, 2, &[2, 2, 3], 1),
+            (4, 1, &[3], 2),
+            (3, 1, &[2, 2], 1),
+            (2, 5, &[1], 0),
+            (1, 5, &[], 0),
+            (100, 10, &[1, 2, 2, 3, 4, 5], 0),
+        ];
+        for (before, n, expected, older_through) in cases {
+            let (page, older) = newest_before(&all, before, n);
+            assert_eq!(times(&page), expected, "before={before} n={n}");
+            assert_eq!(older, older_through, "before={before} n={n}");
+        }
     }
 
     #[test]

@@ -69,9 +69,27 @@ pub enum Request {
         cursor: Option<Cursor>,
         /// The name the pop counts as online under, when it is a valid nickname.
         name: Option<Nickname>,
-        /// `last=N` (extension): answer at once with the room's newest `N` messages, whatever
-        /// the cursor says (history on arrival).
-        last: Option<usize>,
+        /// `last=N`, and `before` with it (extensions): answer at once with a page of
+        /// history, whatever the cursor says.
+        history: Option<HistoryPage>,
+    },
+}
+
+/// A page of history a pop asks for (extensions; legacy clients never send them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryPage {
+    /// `last=N`: the room's newest `N` messages (history on arrival).
+    Newest {
+        /// How many, from 1 to the page size.
+        n: usize,
+    },
+    /// `last=N&before=T`: the `N` messages just older than `T` (scrolling back), more when a
+    /// group of messages sharing a time would be cut.
+    Before {
+        /// Only messages older than this time (ms since the Unix epoch) are answered.
+        before: Cursor,
+        /// How many, from 1 to the page size.
+        n: usize,
     },
 }
 
@@ -129,6 +147,9 @@ pub enum Refusal {
         /// The server's page size.
         page_size: usize,
     },
+    /// A pop's `before` is not a whole number of ms, or comes without `last`.
+    #[error("before must be a whole number of milliseconds, sent with last")]
+    InvalidBefore,
     /// `cid` is not a [`ClientMessageId`].
     #[error("{0}")]
     InvalidCid(#[from] chat_shared::InvalidCid),
@@ -169,6 +190,7 @@ impl Refusal {
             Refusal::InvalidRoom(_) => ErrorCode::InvalidRoom,
             Refusal::TooManyRooms { .. } => ErrorCode::TooManyRooms,
             Refusal::InvalidLast { .. } => ErrorCode::InvalidLast,
+            Refusal::InvalidBefore => ErrorCode::InvalidBefore,
             Refusal::HistoryTrimmed => ErrorCode::HistoryTrimmed,
         }
     }
@@ -254,10 +276,10 @@ pub fn parse(
         Ok(room) => {
             let request = match classify(http_method, &query) {
                 Kind::Pop if raw_query.len() > MAX_POP_QUERY_BYTES => Err(Refusal::RequestTooLarge),
-                Kind::Pop => pop_last(&query, limits.page_size).map(|last| Request::Pop {
+                Kind::Pop => pop_history(&query, limits.page_size).map(|history| Request::Pop {
                     cursor: answer.client_time,
                     name: pop_name(&query, limits.max_name_len),
-                    last,
+                    history,
                 }),
                 kind => save_request(kind, &query, limits),
             };
@@ -343,21 +365,32 @@ fn save_request(kind: Kind, query: &Query, limits: TextLimits) -> Result<Request
     })
 }
 
-/// The name a pop counts as online under: a cleanly decoded, valid nickname.
-/// A pop's `last` (extension): `None` when absent or empty; a whole number from 1 to
-/// `page_size` otherwise.
-fn pop_last(query: &Query, page_size: usize) -> Result<Option<usize>, Refusal> {
-    match query.value("last") {
-        None | Some("") => Ok(None),
-        Some(raw) => raw
-            .parse::<usize>()
-            .ok()
-            .filter(|last| (1..=page_size).contains(last))
-            .map(Some)
-            .ok_or(Refusal::InvalidLast { page_size }),
+/// A pop's `last` and `before` (extensions), each `None` when absent or empty: `last` a whole
+/// number from 1 to `page_size`, `before` a whole number of ms ([`Cursor::parse`]) that needs
+/// a `last` (how many messages before it is the client's to say).
+fn pop_history(query: &Query, page_size: usize) -> Result<Option<HistoryPage>, Refusal> {
+    let last = match query.value("last") {
+        None | Some("") => None,
+        Some(raw) => Some(
+            raw.parse::<usize>()
+                .ok()
+                .filter(|last| (1..=page_size).contains(last))
+                .ok_or(Refusal::InvalidLast { page_size })?,
+        ),
+    };
+    let before = match query.value("before") {
+        None | Some("") => None,
+        Some(raw) => Some(Cursor::parse(raw).ok_or(Refusal::InvalidBefore)?),
+    };
+    match (last, before) {
+        (None, None) => Ok(None),
+        (Some(n), None) => Ok(Some(HistoryPage::Newest { n })),
+        (Some(n), Some(before)) => Ok(Some(HistoryPage::Before { before, n })),
+        (None, Some(_)) => Err(Refusal::InvalidBefore),
     }
 }
 
+/// The name a pop counts as online under: a cleanly decoded, valid nickname.
 fn pop_name(query: &Query, max_name_len: usize) -> Option<Nickname> {
     let param = query.get("name").filter(|param| param.error.is_none())?;
     Nickname::parse(&param.value, max_name_len).ok()
@@ -546,6 +579,49 @@ mod tests {
         };
         assert_eq!(cursor, Some(Cursor::from_millis(42)));
         assert_eq!(name.as_ref().map(Nickname::as_str), Some("bo"));
+    }
+
+    #[test]
+    fn a_pop_asks_for_a_page_of_history_with_last_and_before() {
+        let cases = [
+            ("method=pop&time=1", Ok(None)),
+            ("method=pop&time=1&last=&before=", Ok(None)),
+            (
+                "method=pop&time=1&last=5",
+                Ok(Some(HistoryPage::Newest { n: 5 })),
+            ),
+            (
+                "method=pop&time=1&last=5&before=42",
+                Ok(Some(HistoryPage::Before {
+                    before: Cursor::from_millis(42),
+                    n: 5,
+                })),
+            ),
+            ("method=pop&time=1&before=42", Err(ErrorCode::InvalidBefore)),
+            (
+                "method=pop&time=1&last=5&before=-1",
+                Err(ErrorCode::InvalidBefore),
+            ),
+            (
+                "method=pop&time=1&last=5&before=1.5",
+                Err(ErrorCode::InvalidBefore),
+            ),
+            (
+                "method=pop&time=1&last=501&before=42",
+                Err(ErrorCode::InvalidLast),
+            ),
+        ];
+        for (query, expected) in cases {
+            let parsed = parse(&HttpMethod::GET, query, LIMITS).expect("a safe callback");
+            let got = parsed
+                .request
+                .map(|request| match request {
+                    Request::Pop { history, .. } => history,
+                    other => panic!("?{query} is a pop: {other:?}"),
+                })
+                .map_err(|refusal| refusal.code());
+            assert_eq!(got, expected, "?{query}");
+        }
     }
 
     #[test]

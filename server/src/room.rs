@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 use chat_shared::{Cursor, Message, Nickname};
 use tokio::sync::watch;
 
+use crate::backend::Recent;
 use crate::backend::{BackendError, BackendStatus, Draft, Flush, MessageBackend, PresenceStore};
-use crate::pages::{evict_oldest, take_page};
+use crate::pages::{evict_oldest, newest_before, take_page};
 use crate::storage::StorageError;
 
 /// Why a save failed.
@@ -330,24 +331,52 @@ impl Room {
         self.inner.newest.receiver_count()
     }
 
-    /// The newest `n` messages, oldest first (history on arrival: `last=N`). From the cache
-    /// when it holds them, else from the backend.
+    /// The newest `n` messages, oldest first, more when a group sharing a time would be cut
+    /// (history on arrival: `last=N`; a page scrolling back from its oldest then misses none
+    /// of the group). From the cache when it holds them, else from the backend.
     ///
     /// # Errors
     /// [`BackendError`] when the backend cannot read them.
     pub async fn newest(&self, n: usize) -> Result<Vec<Message>, BackendError> {
         {
             let cache = self.inner.read_cache();
+            // The cache never holds part of a group (it is evicted whole).
             if cache.messages.len() >= n || cache.older_through == 0 {
-                let skip = cache.messages.len().saturating_sub(n);
-                return Ok(cache.messages.iter().skip(skip).cloned().collect());
+                return Ok(newest_before(&cache.messages, u64::MAX, n).0);
             }
         }
-        let mut recent = self.inner.backend.recent(n).await?.messages;
-        // `recent` keeps a group sharing a time whole, which may be more than asked for.
-        let skip = recent.len().saturating_sub(n);
-        recent.drain(..skip);
-        Ok(recent)
+        Ok(self.inner.backend.recent(n).await?.messages)
+    }
+
+    /// The newest `n` messages older than `before`, oldest first (more to keep a group sharing
+    /// a time whole), and the time of the newest message older than those (0: the page
+    /// reaches the room's beginning, or the oldest message kept). Scrolling back:
+    /// `last=N&before=T`. From the cache when it holds the page and the message before it (or
+    /// holds the room's whole history), else from the backend.
+    ///
+    /// # Errors
+    /// [`BackendError`] when the backend cannot read that history.
+    pub async fn earlier(&self, before: Cursor, n: usize) -> Result<Recent, BackendError> {
+        {
+            let cache = self.inner.read_cache();
+            let newest_cached = cache
+                .messages
+                .back()
+                .map_or(cache.older_through, |message| message.time);
+            // A `before` past the cache's newest may come from another instance, ahead of this
+            // one's cache: the backend knows what lies between.
+            if before.as_millis() <= newest_cached.saturating_add(1) {
+                let (messages, older_through) =
+                    newest_before(&cache.messages, before.as_millis(), n);
+                if older_through > 0 || cache.older_through == 0 {
+                    return Ok(Recent {
+                        messages,
+                        older_through,
+                    });
+                }
+            }
+        }
+        self.inner.backend.read_before(before, n).await
     }
 
     /// A receiver that changes whenever new messages are published; subscribe *before*
@@ -459,7 +488,6 @@ impl Room {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::Recent;
     use crate::presence::Presence;
 
     /// A backend in memory whose news the test sends by hand, as a shared backend's news can
@@ -509,6 +537,19 @@ mod tests {
             })
         }
 
+        async fn read_before(&self, before: Cursor, n: usize) -> Result<Recent, BackendError> {
+            let stored = self
+                .stored
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let all: VecDeque<Message> = stored.iter().cloned().collect();
+            let (messages, older_through) = newest_before(&all, before.as_millis(), n);
+            Ok(Recent {
+                messages,
+                older_through,
+            })
+        }
+
         fn subscribe(&self) -> watch::Receiver<u64> {
             self.news.subscribe()
         }
@@ -530,6 +571,74 @@ mod tests {
 
     fn message(time: u64) -> Message {
         Message::new("a", time.to_string(), time)
+    }
+
+    #[tokio::test]
+    async fn earlier_pages_come_from_the_cache_while_it_reaches_back_then_from_the_backend() {
+        let backend = Arc::new(LaggingBackend {
+            stored: Mutex::new((1..=10).map(message).collect()),
+            news: watch::channel(10).0,
+        });
+        let room = Room::start(
+            backend.clone(),
+            Arc::new(Presence::new(
+                Duration::from_secs(1),
+                Arc::new(crate::clock::SystemClock),
+            )),
+            RoomLimits {
+                page_size: 10,
+                memory_messages: 4,
+            },
+        )
+        .await
+        .expect("starts");
+        // The cache holds 7 to 10; older pages come from the backend, which the test then
+        // empties to tell where each page came from.
+        let from_cache = room
+            .earlier(Cursor::from_millis(10), 2)
+            .await
+            .expect("reads");
+        let from_backend = room
+            .earlier(Cursor::from_millis(8), 3)
+            .await
+            .expect("reads");
+        let to_the_start = room
+            .earlier(Cursor::from_millis(3), 5)
+            .await
+            .expect("reads");
+        backend
+            .stored
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
+        let still_cached = room
+            .earlier(Cursor::from_millis(10), 2)
+            .await
+            .expect("reads");
+        let times = |recent: &Recent| -> Vec<u64> {
+            recent.messages.iter().map(|message| message.time).collect()
+        };
+        assert_eq!(
+            (times(&from_cache), from_cache.older_through),
+            (vec![8, 9], 7)
+        );
+        assert_eq!(from_cache, still_cached, "8 and 9 are cached");
+        assert_eq!(
+            (times(&from_backend), from_backend.older_through),
+            (vec![5, 6, 7], 4)
+        );
+        assert_eq!(
+            (times(&to_the_start), to_the_start.older_through),
+            (vec![1, 2], 0)
+        );
+        let gone = room
+            .earlier(Cursor::from_millis(8), 3)
+            .await
+            .expect("reads");
+        assert!(
+            gone.messages.is_empty(),
+            "7 alone is cached: read from the backend"
+        );
     }
 
     #[tokio::test]

@@ -21,7 +21,9 @@ use crate::config::Settings;
 use crate::hangup::{PeerSide, WatchedConnection};
 use crate::jsonp;
 use crate::limits::{client_ip, HeldPolls, HoldRefused, SaveRateLimiter};
-use crate::protocol::{self, AnswerWriter, Parsed, Refusal, Request, TextLimits, CHAT_PARAMETERS};
+use crate::protocol::{
+    self, AnswerWriter, HistoryPage, Parsed, Refusal, Request, TextLimits, CHAT_PARAMETERS,
+};
 use crate::query::Query;
 use crate::room::{Reached, Room, SaveError};
 use crate::rooms::{Rooms, RoomsError};
@@ -426,14 +428,21 @@ async fn chat(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
             refuse(&state, &answer, &refusal, room.newest_time())
         }
         Err(refusal) => refuse(&state, &answer, &refusal, room.newest_time()),
-        Ok(Request::Pop { cursor, name, last }) => {
+        Ok(Request::Pop {
+            cursor,
+            name,
+            history,
+        }) => {
             let client = HeldClient {
                 ip,
                 http_10,
                 peer_side,
             };
-            match last {
-                Some(last) => newest_page(&state, room, &answer, last).await,
+            match history {
+                Some(HistoryPage::Newest { n }) => newest_page(&state, room, &answer, n).await,
+                Some(HistoryPage::Before { before, n }) => {
+                    earlier_page(&state, room, &answer, before, n).await
+                }
                 None => pop(state, room, answer, cursor, name, client).await,
             }
         }
@@ -544,6 +553,36 @@ async fn newest_page(
                 .map_or_else(|| room.newest_time(), |message| message.time);
             jsonp::response(answer.page(time, &messages, room.online().answer_fields(), None))
         }
+        Err(error) => {
+            tracing::error!(error = %error, "could not read history");
+            refuse(
+                state,
+                answer,
+                &Refusal::HistoryUnreadable,
+                room.newest_time(),
+            )
+        }
+    }
+}
+
+/// Answers a pop with `last=N&before=T` at once: the `N` messages just older than `T`, oldest
+/// first (more to keep a group sharing a time whole), and as its `time` the time of the newest
+/// message older than those, 0 when there is none (scrolling back; the cursor the client sent
+/// is not used, and the client keeps polling with its own).
+async fn earlier_page(
+    state: &AppState,
+    room: Room,
+    answer: &AnswerWriter,
+    before: Cursor,
+    n: usize,
+) -> HttpResponse {
+    match room.earlier(before, n).await {
+        Ok(page) => jsonp::response(answer.page(
+            page.older_through,
+            &page.messages,
+            room.online().answer_fields(),
+            None,
+        )),
         Err(error) => {
             tracing::error!(error = %error, "could not read history");
             refuse(

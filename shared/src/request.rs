@@ -27,6 +27,8 @@ pub struct ChatRequest {
     pub room: Option<crate::RoomName>,
     /// For a pop: answer at once with the newest this many messages (history on arrival).
     pub last: Option<usize>,
+    /// For a pop with `last`: only messages older than this time (scrolling back).
+    pub before: Option<Cursor>,
 }
 
 impl ChatRequest {
@@ -40,6 +42,7 @@ impl ChatRequest {
             cid: None,
             room: None,
             last: None,
+            before: None,
         }
     }
 
@@ -54,6 +57,7 @@ impl ChatRequest {
             cid: None,
             room: None,
             last: None,
+            before: None,
         }
     }
 
@@ -67,6 +71,7 @@ impl ChatRequest {
             cid: None,
             room: None,
             last: None,
+            before: None,
         }
     }
 
@@ -80,12 +85,13 @@ impl ChatRequest {
             cid: None,
             room: None,
             last: None,
+            before: None,
         }
     }
 
     /// The query string without `?` and without a callback, percent-encoded like
     /// `encodeURIComponent` with spaces as `+` (as jQuery's `$.param` does), parameters in
-    /// the order `name`, `method`, `msg`, `time`, `cid`, `room`, `last`.
+    /// the order `name`, `method`, `msg`, `time`, `cid`, `room`, `last`, `before`.
     pub fn to_query(&self) -> String {
         let mut query = format!("name={}", encode_component(&self.name));
         if let Some(method) = self.method {
@@ -110,6 +116,9 @@ impl ChatRequest {
         if let Some(last) = self.last {
             query.push_str(&format!("&last={last}"));
         }
+        if let Some(before) = self.before {
+            query.push_str(&format!("&before={before}"));
+        }
         query
     }
 
@@ -122,6 +131,16 @@ impl ChatRequest {
     pub fn with_last(self, last: usize) -> ChatRequest {
         ChatRequest {
             last: Some(last),
+            ..self
+        }
+    }
+
+    /// The same pop asking for the `last` messages just older than `before` at once (scrolling
+    /// back through history).
+    pub fn with_before(self, last: usize, before: Cursor) -> ChatRequest {
+        ChatRequest {
+            last: Some(last),
+            before: Some(before),
             ..self
         }
     }
@@ -185,6 +204,12 @@ mod tests {
         assert_eq!(
             ChatRequest::exit("a", Cursor::from_millis(7)).to_query(),
             "name=a&method=exit&time=7"
+        );
+        assert_eq!(
+            ChatRequest::pop("a", Cursor::from_millis(9))
+                .with_before(50, Cursor::from_millis(5))
+                .to_query(),
+            "name=a&method=pop&time=9&last=50&before=5"
         );
     }
 }

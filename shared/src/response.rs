@@ -149,6 +149,8 @@ pub enum ErrorCode {
     TooManyRooms,
     /// A pop's `last` is not a whole number from 1 to the server's page size.
     InvalidLast,
+    /// A pop's `before` is not a whole number of ms, or comes without `last`.
+    InvalidBefore,
     /// `name` contains a text-direction control (Unicode `Bidi_Control`) anywhere, or an
     /// invisible character (`Default_Ignorable_Code_Point`) between its visible characters;
     /// see `docs/protocol.md`, "Names".
@@ -161,7 +163,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code.
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::MessageTooLong,
         ErrorCode::NameTooLong,
         ErrorCode::EmptyMessage,
@@ -179,6 +181,7 @@ impl ErrorCode {
         ErrorCode::InvalidRoom,
         ErrorCode::TooManyRooms,
         ErrorCode::InvalidLast,
+        ErrorCode::InvalidBefore,
     ];
 
     /// The wire spelling, e.g. `"message_too_long"`.
@@ -200,6 +203,7 @@ impl ErrorCode {
             ErrorCode::InvalidRoom => "invalid_room",
             ErrorCode::TooManyRooms => "too_many_rooms",
             ErrorCode::InvalidLast => "invalid_last",
+            ErrorCode::InvalidBefore => "invalid_before",
             ErrorCode::InvalidName => "invalid_name",
         }
     }

@@ -5,12 +5,14 @@ use std::rc::Rc;
 use yew::prelude::*;
 
 use super::composer::Composer;
+use super::earlier_status::EarlierStatus;
 use super::message_list::MessageList;
 use super::nickname_form::NicknameForm;
 use super::online_list::OnlineList;
 use super::room_switcher::RoomSwitcher;
 use super::status_bar::StatusBar;
 use crate::hooks::use_chat_session::use_chat_session;
+use crate::hooks::use_earlier_history::use_earlier_history;
 use crate::hooks::use_send_message::{fresh_cid, use_send_message, Outgoing};
 use crate::services::jsonp::JsonpClient;
 use crate::services::{room, server_url, storage};
@@ -25,6 +27,13 @@ pub fn App() -> Html {
     });
     use_chat_session(client.clone(), state.nickname.clone(), state.dispatcher());
     let send_message = use_send_message(client.clone(), state.dispatcher());
+    use_earlier_history(
+        client.clone(),
+        state.nickname.clone(),
+        state.earlier,
+        state.oldest_time(),
+        state.dispatcher(),
+    );
 
     // Browser tests wait for this before touching the page.
     {
@@ -127,6 +136,7 @@ pub fn App() -> Html {
         html! {
             <div class="room">
                 <main class="conversation" aria-label="Conversation">
+                    <EarlierStatus earlier={state.earlier} />
                     <MessageList
                         messages={state.messages().clone()}
                         own_names={state.own_names.clone()}

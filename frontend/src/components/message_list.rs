@@ -36,6 +36,9 @@ pub fn MessageList(props: &MessageListProps) -> Html {
     // state, because scrolling alone changes nothing on screen.
     let following: Rc<RefCell<bool>> = use_mut_ref(|| true);
     let unseen = use_state_eq(|| false);
+    // The newest time the effect below last saw: only a newer one is "new messages" (earlier
+    // history prepended above, scrolling back, is not).
+    let seen_newest: Rc<RefCell<Option<u64>>> = use_mut_ref(|| None);
 
     let newest = props.messages.last();
     let newest_is_own = newest.is_some_and(|message| is_own(&props.own_names, message));
@@ -46,13 +49,14 @@ pub fn MessageList(props: &MessageListProps) -> Html {
         // Runs after the DOM has the new messages, so the scroll height includes them.
         use_effect_with(
             (newest.map(|message| message.time), props.messages.len()),
-            move |_| {
+            move |(newest_time, _)| {
+                let newer = seen_newest.replace(*newest_time) != *newest_time;
                 // Our own message is always shown: we just sent it.
                 if *following.borrow() || newest_is_own {
                     scroll_to_bottom(&list_ref);
                     *following.borrow_mut() = true;
                     unseen.set(false);
-                } else {
+                } else if newer {
                     unseen.set(true);
                 }
             },

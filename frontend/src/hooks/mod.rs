@@ -4,5 +4,6 @@
 //! destructor.
 
 pub mod use_chat_session;
+pub mod use_earlier_history;
 pub mod use_now;
 pub mod use_send_message;

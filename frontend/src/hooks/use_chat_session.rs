@@ -398,8 +398,8 @@ impl Relay {
 /// How many of the room's newest messages a newcomer sees at once.
 pub const HISTORY_ON_ARRIVAL: usize = 50;
 
-/// Shows the room's newest messages on arrival (a pop with `last`, answered at once), and
-/// polls on from the newest. Best effort: when it fails, polling starts from our join line.
+/// Shows the room's newest messages on arrival (a pop with `last`, answered at once), says
+/// whether there are earlier ones to scroll back to, and polls on from the newest. Best effort: when it fails, polling starts from our join line.
 async fn load_recent_history(
     client: &JsonpClient,
     name: &str,
@@ -413,14 +413,18 @@ async fn load_recent_history(
             // Never back: in a tab group the leader's answers may already have moved it on
             // (anything between is in this answer or in theirs).
             let newest = Cursor::from_millis(answer.time);
-            let mut memory = memory.borrow_mut();
-            memory.cursor = Some(memory.cursor.map_or(newest, |cursor| cursor.max(newest)));
-            drop(memory);
+            {
+                let mut memory = memory.borrow_mut();
+                memory.cursor = Some(memory.cursor.map_or(newest, |cursor| cursor.max(newest)));
+            }
+            // A full page may have more before it; a short one is the whole room.
+            let more = answer.msg_list.len() >= HISTORY_ON_ARRIVAL;
             dispatcher.dispatch(Action::Received {
                 messages: answer.msg_list,
                 online: answer.online,
                 online_count: answer.online_count,
             });
+            dispatcher.dispatch(Action::ArrivalHistory { more });
         }
     }
 }

@@ -75,13 +75,15 @@ pub enum BackendError {
     Closed,
 }
 
-/// The newest messages, for a room's cache at start.
+/// A run of the newest messages (for a room's cache at start), or of the newest before some
+/// time (a page of earlier history, [`MessageBackend::read_before`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Recent {
     /// Oldest first; groups of messages sharing a time (legacy files have them) are whole.
     pub messages: Vec<Message>,
-    /// Time of the newest message *not* in `messages` (0 when there is none), ms since the Unix
-    /// epoch: a page after an older cursor must be read from the backend.
+    /// Time of the newest message older than all of `messages` (0 when there is none), ms
+    /// since the Unix epoch: a page after an older cursor must be read from the backend, and
+    /// there is more history to scroll back to.
     pub older_through: u64,
 }
 
@@ -115,6 +117,15 @@ pub trait MessageBackend: Send + Sync + Debug {
     /// # Errors
     /// [`BackendError::Storage`] when history cannot be read.
     async fn recent(&self, n: usize) -> Result<Recent, BackendError>;
+
+    /// The newest `n` messages older than `before` (more to keep a group sharing a time
+    /// whole), oldest first, and the time of the newest message older than those (0 when none
+    /// is kept: the page starts at the beginning, or at the oldest message a bounded history
+    /// kept). Scrolling back through history: `last=N&before=T`.
+    ///
+    /// # Errors
+    /// [`BackendError::Storage`] when history cannot be read.
+    async fn read_before(&self, before: Cursor, n: usize) -> Result<Recent, BackendError>;
 
     /// The newest stored time (ms since the Unix epoch, 0 when empty), updated whenever new
     /// messages exist.

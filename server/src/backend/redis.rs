@@ -12,7 +12,8 @@
 //! the same time or a decreasing one, whatever their clocks say. An acknowledgement means the
 //! entry is in Redis (durable as Redis is configured: see `deploy/redis.conf`). Each instance
 //! runs one `XREAD BLOCK` loop (not one per held pop) and publishes the newest time to its room.
-//! Catch-up pages are `XRANGE … COUNT <page size>`.
+//! Catch-up pages are `XRANGE … COUNT <page size>`; pages of earlier history (`before`) and the
+//! newest at start are `XREVRANGE … COUNT <n + 1>`.
 //!
 //! When Redis is unreachable, appends and reads fail ([`BackendError::Storage`]), the status is
 //! degraded, the connection manager reconnects with backoff, and the loop retries with backoff
@@ -345,6 +346,69 @@ impl RedisBackend {
         storage_error(context, error)
     }
 
+    /// The newest `n` entries up to the id `end` (`+`, or a time: every entry of that ms),
+    /// oldest first, extended back to keep a group sharing a time whole, and the time of the
+    /// newest entry older than those (0 when none is left): `XREVRANGE … COUNT n+1`.
+    async fn newest_through(
+        &self,
+        end: String,
+        n: usize,
+    ) -> Result<(Vec<Message>, u64), BackendError> {
+        let mut cmd = redis::cmd("XREVRANGE");
+        cmd.arg(&self.keys.stream)
+            .arg(end)
+            .arg("-")
+            .arg("COUNT")
+            .arg(n.saturating_add(1));
+        let reply: StreamRangeReply = cmd
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(|error| self.failed("XREVRANGE", &error))?;
+        let mut all: Vec<Message> = reply.ids.iter().filter_map(to_message).collect();
+        all.reverse();
+        let Some(boundary) = all.first().map(|message| message.time) else {
+            return Ok((all, 0));
+        };
+        if all.len() <= n {
+            return Ok((all, 0));
+        }
+        // The entry just before the oldest read may share its time: read the whole group.
+        let group = self
+            .range(format!("{boundary}-0"), format!("{boundary}"), None)
+            .await?;
+        let read = all
+            .iter()
+            .filter(|message| message.time == boundary)
+            .count();
+        let missing = group.len().saturating_sub(read);
+        let mut whole: Vec<Message> = group.into_iter().take(missing).collect();
+        whole.append(&mut all);
+        let (page, older_through) = crate::pages::newest_whole_groups(whole, n);
+        if page.first().map(|message| message.time) != Some(boundary) {
+            return Ok((page, older_through));
+        }
+        // The page begins with the group the read ended in: what lies before it is one more
+        // entry back (a legacy group sharing a time; message times are unique otherwise).
+        let Some(before_group) = boundary.checked_sub(1) else {
+            return Ok((page, 0));
+        };
+        let reply: StreamRangeReply = redis::cmd("XREVRANGE")
+            .arg(&self.keys.stream)
+            .arg(before_group.to_string())
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(|error| self.failed("XREVRANGE", &error))?;
+        let older_through = reply
+            .ids
+            .first()
+            .and_then(|entry| id_time(&entry.id))
+            .unwrap_or(0);
+        Ok((page, older_through))
+    }
+
     async fn range(
         &self,
         start: String,
@@ -508,40 +572,24 @@ impl MessageBackend for RedisBackend {
     }
 
     async fn recent(&self, n: usize) -> Result<Recent, BackendError> {
-        let mut cmd = redis::cmd("XREVRANGE");
-        cmd.arg(&self.keys.stream)
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(n.saturating_add(1));
-        let reply: StreamRangeReply = cmd
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(|error| self.failed("XREVRANGE", &error))?;
-        let mut newest_first: Vec<Message> = reply.ids.iter().filter_map(to_message).collect();
-        newest_first.reverse();
-        let mut all = newest_first;
-        // The entry just before the oldest read may share its time: read the whole group.
-        if all.len() > n {
-            if let Some(boundary) = all.first().map(|message| message.time) {
-                let group = self
-                    .range(format!("{boundary}-0"), format!("{boundary}"), None)
-                    .await?;
-                let read = all
-                    .iter()
-                    .filter(|message| message.time == boundary)
-                    .count();
-                let missing = group.len().saturating_sub(read);
-                let mut whole: Vec<Message> = group.into_iter().take(missing).collect();
-                whole.append(&mut all);
-                all = whole;
-            }
-        }
-        let (messages, older_through) = crate::pages::newest_whole_groups(all, n);
+        let (messages, older_through) = self.newest_through("+".to_owned(), n).await?;
         let trimmed = self.figures.trimmed_through.load(Ordering::SeqCst);
         Ok(Recent {
             messages,
             older_through: older_through.max(trimmed),
+        })
+    }
+
+    async fn read_before(&self, before: Cursor, n: usize) -> Result<Recent, BackendError> {
+        let Some(end) = before.as_millis().checked_sub(1) else {
+            return Ok(Recent::default());
+        };
+        // Trimmed messages are gone: `older_through` says only what can still be read, so a
+        // client scrolling back stops at the oldest kept.
+        let (messages, older_through) = self.newest_through(end.to_string(), n).await?;
+        Ok(Recent {
+            messages,
+            older_through,
         })
     }
 

@@ -198,6 +198,54 @@ impl ChunkIndex {
             .unwrap_or(0);
         Ok((read, newest_unread))
     }
+
+    /// Reads chunk files holding messages older than `before_ms`, from the newest back, until
+    /// at least `n` such messages are read and the next older file cannot hold a message
+    /// sharing a time with the oldest of the newest `n` (legacy files can split such a group
+    /// between files), or none is left. Returns the messages older than `before_ms`, oldest
+    /// first, and the newest time of the files left unread (0 when all were read).
+    ///
+    /// # Errors
+    /// [`StorageError`] when a chunk cannot be read or parsed.
+    pub fn read_before(
+        &self,
+        before_ms: u64,
+        n: usize,
+    ) -> Result<(Vec<Message>, u64), StorageError> {
+        let metas: Vec<ChunkMeta> = self
+            .chunks
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .filter(|meta| meta.first_time < before_ms)
+            .cloned()
+            .collect();
+        let mut read: Vec<Message> = Vec::new();
+        let mut unread = metas.len();
+        while unread > 0 {
+            if read.len() >= n {
+                read.sort_by_key(|message| message.time);
+                let boundary = read[read.len() - n].time;
+                if metas[unread - 1].last_time < boundary {
+                    break;
+                }
+            }
+            unread -= 1;
+            read.extend(
+                metas[unread]
+                    .read()?
+                    .into_iter()
+                    .filter(|message| message.time < before_ms),
+            );
+        }
+        read.sort_by_key(|message| message.time);
+        let newest_unread = metas[..unread]
+            .iter()
+            .map(|meta| meta.last_time)
+            .max()
+            .unwrap_or(0);
+        Ok((read, newest_unread))
+    }
 }
 
 /// The file whose exclusive lock marks a data folder as in use.

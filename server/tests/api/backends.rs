@@ -13,14 +13,14 @@ use crate::support::{call_once, encode, fixture, get_text, spawn_app_with, texts
 
 /// Which backend a scenario runs on.
 #[derive(Debug, Clone, Copy)]
-enum Backend {
+pub(crate) enum Backend {
     Local,
     Redis,
 }
 
 /// Starts an app on `backend` (Redis: the shared test server, a prefix of its own); the
 /// server is returned so that it outlives the app.
-async fn spawn_on(
+pub(crate) async fn spawn_on(
     backend: Backend,
     redis: &RedisServer,
     prefix: &str,

@@ -12,6 +12,7 @@ mod clients;
 mod cluster;
 mod framing;
 mod heads;
+mod history;
 mod long_poll;
 mod methods;
 mod metrics;
