@@ -37,9 +37,11 @@ mod paths;
 mod server;
 mod wait;
 
-pub use browser::{texts_of, Browser, ConnectionStatus, ShownMessage};
+pub use browser::{texts_of, AxeViolation, Browser, ColorScheme, ConnectionStatus, ShownMessage};
 pub use cluster::{Nginx, Redis};
 pub use env::{ChromeDriver, Env, StoredMessage};
-pub use paths::{legacy_page_path, screenshot_dir, target_dir, web_page_dir, workspace_root};
+pub use paths::{
+    axe_script_path, legacy_page_path, screenshot_dir, target_dir, web_page_dir, workspace_root,
+};
 pub use server::{ChatServer, ServerOptions, StopSignal};
 pub use wait::{wait_until, Check, POLL_INTERVAL};

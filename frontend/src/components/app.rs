@@ -5,13 +5,17 @@ use std::rc::Rc;
 use yew::prelude::*;
 
 use super::composer::Composer;
+use super::live_announcer::LiveAnnouncer;
 use super::message_list::MessageList;
 use super::nickname_form::NicknameForm;
 use super::online_list::OnlineList;
 use super::room_switcher::RoomSwitcher;
 use super::status_bar::StatusBar;
+use crate::hooks::use_arrivals::use_arrivals;
 use crate::hooks::use_chat_session::use_chat_session;
+use crate::hooks::use_mention_notifications::use_mention_notifications;
 use crate::hooks::use_send_message::{fresh_cid, use_send_message, Outgoing};
+use crate::reading::announcement;
 use crate::services::jsonp::JsonpClient;
 use crate::services::{room, server_url, storage};
 use crate::state::{Action, State};
@@ -25,6 +29,9 @@ pub fn App() -> Html {
     });
     use_chat_session(client.clone(), state.nickname.clone(), state.dispatcher());
     let send_message = use_send_message(client.clone(), state.dispatcher());
+    let arrivals = use_arrivals(state.messages().clone());
+    let notifications =
+        use_mention_notifications(&arrivals, &state.own_names, state.nickname.clone());
 
     // Browser tests wait for this before touching the page.
     {
@@ -126,11 +133,16 @@ pub fn App() -> Html {
     let room = state.nickname.as_ref().map(|nickname| {
         html! {
             <div class="room">
-                <main class="conversation" aria-label="Conversation">
+                <section class="conversation" aria-label="Conversation">
                     <MessageList
                         messages={state.messages().clone()}
                         own_names={state.own_names.clone()}
+                        nickname={state.nickname.clone()}
                         history_notice={state.history_notice.clone()}
+                    />
+                    <LiveAnnouncer
+                        seq={arrivals.batch}
+                        text={announcement(&arrivals.messages, &state.own_names)}
                     />
                     <Composer
                         draft={state.draft.clone()}
@@ -142,7 +154,7 @@ pub fn App() -> Html {
                         on_input={on_draft}
                         on_send={on_send}
                     />
-                </main>
+                </section>
                 <OnlineList
                     names={state.online.clone()}
                     count={state.online_count}
@@ -151,6 +163,11 @@ pub fn App() -> Html {
             </div>
         }
     });
+
+    let on_toggle_notifications = {
+        let on_toggle = notifications.on_toggle.clone();
+        Callback::from(move |_: MouseEvent| on_toggle.emit(()))
+    };
 
     html! {
         <div class="app">
@@ -168,11 +185,27 @@ pub fn App() -> Html {
                                 { "Change name" }
                             </button>
                         }
+                        // A switch: `aria-pressed` says whether it is on.
+                        <button
+                            id="notify-toggle"
+                            type="button"
+                            class="button secondary"
+                            aria-pressed={notifications.enabled.to_string()}
+                            onclick={on_toggle_notifications}
+                        >
+                            { "Notify me of mentions" }
+                        </button>
+                        <span id="notify-problem" class="problem" role="status">
+                            { notifications.problem.clone().unwrap_or_default() }
+                        </span>
                     </div>
                 }
             </header>
-            { nickname_form }
-            { room }
+            // The one main landmark, from the first screen on: the nickname form, then the room.
+            <main class="main">
+                { nickname_form }
+                { room }
+            </main>
         </div>
     }
 }

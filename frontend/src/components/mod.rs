@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod composer;
+pub mod live_announcer;
 pub mod message_list;
 pub mod nickname_form;
 pub mod online_list;

@@ -22,7 +22,7 @@ pub fn OnlineList(props: &OnlineListProps) -> Html {
     let listed = props.names.len() as u64;
     let unlisted = props.count.saturating_sub(listed);
     html! {
-        <aside class="online" aria-labelledby="online-heading">
+        <section class="online" aria-labelledby="online-heading">
             <h2 id="online-heading">
                 { "Online " }<span id="online-count" class="count">{ props.count }</span>
             </h2>
@@ -32,7 +32,7 @@ pub fn OnlineList(props: &OnlineListProps) -> Html {
             if unlisted > 0 {
                 <p class="hint">{ format!("and {unlisted} more") }</p>
             }
-        </aside>
+        </section>
     }
 }
 
