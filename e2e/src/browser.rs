@@ -3,9 +3,14 @@
 //!
 //! The Yew page's contract (what the tests rely on): a nickname form (`#nickname-input`,
 //! `#nickname-submit`); messages as `#messages li.message` with `data-time`, own ones
-//! `.own`, join/leave lines `.system`; a composer `#message-input` + `#send-button` (Enter
+//! `.own`, join/leave lines `.system`, each line's text naming its sender (also under a
+//! shared group header); a composer `#message-input` + `#send-button` (Enter
 //! sends too); `#online-list li`; `#connection-status` whose text contains "connected",
 //! "reconnecting" or "offline"; `document.body` gets `data-ready="1"` once mounted.
+//!
+//! Beyond WebDriver, a session runs Chrome DevTools Protocol commands through chromedriver
+//! (`Browser::cdp`: colour scheme, time zone, scripts run before the page's own) and checks the
+//! page with axe-core (`Browser::axe_violations`, `Browser::assert_accessible`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;

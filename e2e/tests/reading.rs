@@ -264,7 +264,7 @@ async fn lines_are_grouped_under_a_day_with_local_times_safe_links_and_mentions(
         ] {
             let found = line(text)?;
             ensure!(
-                found.continued == continued && found.header_shown == !continued,
+                found.continued == continued && found.header_shown != continued,
                 "{text:?}: continued should be {continued} and the header shown {}: {found:?}",
                 !continued
             );
