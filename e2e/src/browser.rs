@@ -262,6 +262,27 @@ impl Browser {
             .with_context(|| format!("running a script in {}'s page", self.label))
     }
 
+    /// Moves the mouse over the middle of the first element matching `css` (WebDriver actions),
+    /// so that its `:hover` styles apply.
+    ///
+    /// # Errors
+    /// No such element, or the move is refused.
+    pub async fn hover(&self, css: &str) -> anyhow::Result<()> {
+        use fantoccini::actions::{InputSource, MouseActions, PointerAction};
+
+        let element = self.wait_for_element(css).await?;
+        let actions = MouseActions::new("mouse".to_owned()).then(PointerAction::MoveToElement {
+            element,
+            duration: None,
+            x: 0.0,
+            y: 0.0,
+        });
+        self.client
+            .perform_actions(actions)
+            .await
+            .with_context(|| format!("moving {}'s mouse over {css}", self.label))
+    }
+
     /// Runs the Chrome DevTools Protocol command `method` with `params` and returns its result.
     ///
     /// # Errors

@@ -121,6 +121,35 @@ async fn every_state_of_the_page_has_no_axe_violation_light_and_dark() -> anyhow
         alice.emulate_color_scheme(ColorScheme::Light).await?;
         env.screenshot(&alice, Some("messages-light")).await?;
 
+        // Enough lines to scroll; scrolled up, a new one brings the "new messages" button.
+        let filler: Vec<String> = (1..=30).map(|n| format!("filler line {n}")).collect();
+        for text in &filler {
+            env.push("carl", text).await?;
+        }
+        alice
+            .wait_for_message("filler line 30", SHOW_TIMEOUT)
+            .await?;
+        alice
+            .execute(
+                "document.getElementById('messages').scrollTop = 0; return true;",
+                vec![],
+            )
+            .await?;
+        // The scroll handler must have run before the next message arrives.
+        wait_until(SHOW_TIMEOUT, "the list is scrolled to the top", || async {
+            let top = alice
+                .execute(
+                    "return document.getElementById('messages').scrollTop;",
+                    vec![],
+                )
+                .await?;
+            Ok(Check::when(top == json!(0), top.to_string()))
+        })
+        .await?;
+        env.push("carl", "while scrolled up").await?;
+        alice.wait_for_element("#new-messages").await?;
+        assert_accessible_both_schemes(&alice, "scrolled up, with the new-messages button").await?;
+
         alice
             .client()
             .find(fantoccini::Locator::Css("#change-name"))
@@ -156,8 +185,11 @@ struct Line {
     text: String,
     time: u64,
     continued: bool,
-    /// Whether its name/time header is on screen (not visually hidden).
+    /// Whether its name is on screen (not inside a visually hidden element).
     header_shown: bool,
+    /// The computed opacity of the element holding its time (`0` while a continued line's
+    /// time waits for hover).
+    time_opacity: String,
     clock: String,
     datetime: String,
     title: String,
@@ -170,12 +202,13 @@ async fn lines(page: &Browser) -> anyhow::Result<Vec<Line>> {
             "return Array.from(document.querySelectorAll('#messages li.message'))
                  .map(function (li) {
                      var time = li.querySelector('time.time');
-                     var meta = li.querySelector('.meta');
+                     var name = li.querySelector('.name');
                      return {
                          text: li.textContent,
                          time: Number(li.getAttribute('data-time')),
                          continued: li.classList.contains('continued'),
-                         headerShown: meta ? meta.getBoundingClientRect().width > 1 : true,
+                         headerShown: name.closest('.visually-hidden') === null,
+                         timeOpacity: getComputedStyle(time.parentElement).opacity,
                          clock: time ? time.textContent : '',
                          datetime: time ? time.getAttribute('datetime') : '',
                          title: time ? (time.getAttribute('title') || '') : ''
@@ -194,6 +227,7 @@ async fn lines(page: &Browser) -> anyhow::Result<Vec<Line>> {
             time: line["time"].as_u64().unwrap_or_default(),
             continued: line["continued"] == json!(true),
             header_shown: line["headerShown"] == json!(true),
+            time_opacity: line["timeOpacity"].as_str().unwrap_or_default().to_owned(),
             clock: line["clock"].as_str().unwrap_or_default().to_owned(),
             datetime: line["datetime"].as_str().unwrap_or_default().to_owned(),
             title: line["title"].as_str().unwrap_or_default().to_owned(),
@@ -287,6 +321,20 @@ async fn lines_are_grouped_under_a_day_with_local_times_safe_links_and_mentions(
                 "datetime is not an ISO instant: {found:?}"
             );
         }
+        // A continued line's time shows on hover only, with the full date in its title too.
+        let two = line("two")?;
+        ensure!(
+            two.time_opacity == "0" && two.title.contains("GMT+5:45"),
+            "a continued line's time waits for hover and has a title: {two:?}"
+        );
+        alice.hover("#messages li.message.continued").await?;
+        let hovered = lines(&alice).await?;
+        ensure!(
+            hovered
+                .iter()
+                .any(|line| line.text.contains("two") && line.time_opacity == "1"),
+            "hovering the continued line shows its time: {hovered:?}"
+        );
         let header = line("one")?;
         let local_ms = header.time + TIME_ZONE_OFFSET_MIN * 60_000;
         let (year, _, day) =
@@ -368,15 +416,24 @@ async fn lines_are_grouped_under_a_day_with_local_times_safe_links_and_mentions(
 }
 
 /// Replaces the Notifications API before the page's scripts run: `requestPermission` is
-/// counted and granted, notifications are recorded, and `document.hidden` follows
-/// `window.__pretendHidden`.
+/// counted and granted, notifications are recorded (and can be clicked with
+/// `__clickLastNotification`), and `document.hidden` follows `window.__pretendHidden`.
 const NOTIFICATION_STUB: &str = "
 (function () {
-    var log = { requested: 0, shown: [] };
+    var log = { requested: 0, shown: [], closed: 0 };
     var permission = 'default';
-    function FakeNotification(title, options) {
-        log.shown.push({ title: title, body: options && options.body });
+    var instances = [];
+    class FakeNotification extends EventTarget {
+        constructor(title, options) {
+            super();
+            log.shown.push({ title: title, body: options && options.body });
+            instances.push(this);
+        }
+        close() { log.closed += 1; }
     }
+    window.__clickLastNotification = function () {
+        instances[instances.length - 1].dispatchEvent(new Event('click'));
+    };
     Object.defineProperty(FakeNotification, 'permission', {
         get: function () { return permission; }
     });
@@ -394,7 +451,7 @@ const NOTIFICATION_STUB: &str = "
 })();
 ";
 
-/// The stub's record: `{requested, shown: [{title, body}]}`.
+/// The stub's record: `{requested, shown: [{title, body}], closed}`.
 async fn notification_log(page: &Browser) -> anyhow::Result<Value> {
     page.execute("return window.__notifications;", vec![]).await
 }
@@ -517,6 +574,15 @@ async fn new_messages_are_announced_politely_and_mentions_notify_only_after_a_cl
             log["shown"]
                 == json!([{ "title": "bob mentioned you", "body": "Alice, are you there?" }]),
             "exactly one notification, for the mention: {log}"
+        );
+        // Clicking it closes it (and brings the tab forward).
+        alice
+            .execute("window.__clickLastNotification(); return true;", vec![])
+            .await?;
+        let log = notification_log(&alice).await?;
+        ensure!(
+            log["closed"] == json!(1),
+            "the clicked notification closes: {log}"
         );
         let remembered = alice
             .execute(

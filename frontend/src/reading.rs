@@ -253,6 +253,18 @@ pub fn pieces<'a>(text: &'a str, nickname: Option<&str>) -> Vec<Piece<'a>> {
     out
 }
 
+/// The messages of `messages` (sorted by time) newer than `previous_newest`, the newest time
+/// held before they came: what just arrived. With no previous newest (the page's first
+/// messages) nothing counts as arrived: that is history. Messages merged in below the previous
+/// newest (the late answer of an overlapping request) are not new to the reader either.
+pub fn arrived_since(messages: &[Message], previous_newest: Option<u64>) -> Vec<Message> {
+    let Some(previous) = previous_newest else {
+        return Vec::new();
+    };
+    let first_new = messages.partition_point(|message| message.time <= previous);
+    messages[first_new..].to_vec()
+}
+
 /// How a message is read out: "bob: hello", "bob joined", "bob left".
 fn spoken(message: &Message) -> String {
     match message_kind(message) {
@@ -534,6 +546,17 @@ mod tests {
         assert_eq!(joined, text);
         assert_eq!(pieces("plain", None), [Piece::Text("plain")]);
         assert_eq!(pieces("", Some("bob")), []);
+    }
+
+    #[test]
+    fn only_messages_newer_than_the_previous_newest_have_arrived() {
+        let messages = [msg("a", "1", 10), msg("b", "2", 20), msg("c", "3", 30)];
+        let times = |arrived: Vec<Message>| arrived.iter().map(|m| m.time).collect::<Vec<_>>();
+        assert_eq!(times(arrived_since(&messages, None)), [0u64; 0], "history");
+        assert_eq!(times(arrived_since(&messages, Some(10))), [20, 30]);
+        assert_eq!(times(arrived_since(&messages, Some(15))), [20, 30]);
+        assert_eq!(times(arrived_since(&messages, Some(30))), [0u64; 0]);
+        assert_eq!(times(arrived_since(&[], Some(30))), [0u64; 0]);
     }
 
     #[test]

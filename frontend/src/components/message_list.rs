@@ -4,6 +4,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use chat_shared::Message;
+use gloo_timers::callback::Timeout;
 use web_sys::Element;
 use yew::prelude::*;
 
@@ -95,6 +96,17 @@ pub fn MessageList(props: &MessageListProps) -> Html {
 
     let local_time = use_memo((), |_| LocalTime::default());
     let today = LocalTime::today();
+    {
+        // "Today" becomes "Yesterday" at local midnight without any message arriving.
+        let force_update = use_force_update();
+        use_effect_with(today, move |_| {
+            let timer = Timeout::new(LocalTime::ms_until_tomorrow(), move || {
+                force_update.force_update();
+            });
+            // Dropping the `Timeout` cancels it.
+            move || drop(timer)
+        });
+    }
     let nickname = props.nickname.as_deref();
     let sections = lay_out(&props.messages, LocalTime::day);
 
@@ -155,8 +167,7 @@ fn view_day(
                     let stamp = Stamp {
                         clock: LocalTime::clock(message.time),
                         iso: LocalTime::iso(message.time),
-                        // Only headers show a time to hover over.
-                        full: entry.starts_group.then(|| local_time.full_date_time(message.time)),
+                        full: local_time.full_date_time(message.time),
                     };
                     let line = Line {
                         own: is_own(own_names, message),
@@ -188,8 +199,8 @@ struct Stamp {
     clock: String,
     /// ISO 8601, for `datetime`.
     iso: String,
-    /// The full local date and time, for `title`; `None` where no time is shown.
-    full: Option<String>,
+    /// The full local date and time, for `title`.
+    full: String,
 }
 
 /// One `<li>`. Every piece of message content is a text node, which Yew escapes: no markup a
@@ -199,9 +210,9 @@ struct Stamp {
 /// them (U+202E RIGHT-TO-LEFT OVERRIDE, an unclosed U+2067 isolate) cannot reorder the name,
 /// the time or the words around them.
 ///
-/// A line that continues its sender's group keeps its name and time, visually hidden: a screen
-/// reader moving line by line still hears who said it and when, and the line's text still names
-/// its sender.
+/// A line that continues its sender's group keeps its name, visually hidden, and its time,
+/// shown on hover and keyboard focus: a screen reader moving line by line still hears who said
+/// it and when, and the line's text still names its sender.
 fn view_message(message: &Message, line: &Line<'_>, stamp: Stamp) -> Html {
     let kind = message_kind(message);
     // Mentions are looked for in others' chat lines only.
@@ -227,14 +238,28 @@ fn view_message(message: &Message, line: &Line<'_>, stamp: Stamp) -> Html {
     let body = match kind {
         MessageKind::Text => html! {
             <>
-                <div class={classes!("meta", (!line.starts_group).then_some("visually-hidden"))}>
-                    <bdi class="name">{ message.name.clone() }</bdi>
-                    if line.own {
-                        <span class="visually-hidden">{ " (you)" }</span>
-                    }
-                    { " " }
-                    { time }
-                </div>
+                if line.starts_group {
+                    <div class="meta">
+                        <bdi class="name">{ message.name.clone() }</bdi>
+                        if line.own {
+                            <span class="visually-hidden">{ " (you)" }</span>
+                        }
+                        { " " }
+                        { time }
+                    </div>
+                } else {
+                    // The name for screen readers only; the time shows on hover and focus.
+                    <div class="meta">
+                        <span class="visually-hidden">
+                            <bdi class="name">{ message.name.clone() }</bdi>
+                            if line.own {
+                                { " (you)" }
+                            }
+                            { " " }
+                        </span>
+                        { time }
+                    </div>
+                }
                 <p class="text"><bdi>{ view_pieces(&message.msg, mention_name) }</bdi></p>
             </>
         },
@@ -333,7 +358,7 @@ pub(crate) mod tests {
         Stamp {
             clock: "12:00".to_owned(),
             iso: "2015-01-01T00:00:00.000Z".to_owned(),
-            full: Some("Thursday, January 1, 2015 at 12:00:00 AM UTC".to_owned()),
+            full: "Thursday, January 1, 2015 at 12:00:00 AM UTC".to_owned(),
         }
     }
 
@@ -481,12 +506,10 @@ pub(crate) mod tests {
             "{classes:?}"
         );
         assert!(
-            classes.iter().any(|class| class == "meta visually-hidden"),
-            "{classes:?}"
+            classes.iter().any(|class| class == "visually-hidden"),
+            "the name's span is visually hidden: {classes:?}"
         );
-        assert_eq!(
-            ancestors_of(&html, "bob").last().map(String::as_str),
-            Some("bdi")
-        );
+        assert_eq!(ancestors_of(&html, "bob"), ["li", "div", "span", "bdi"]);
+        assert_eq!(ancestors_of(&html, "12:00"), ["li", "div", "time"]);
     }
 }

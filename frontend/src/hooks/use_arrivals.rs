@@ -6,6 +6,8 @@ use std::rc::Rc;
 use chat_shared::Message;
 use yew::prelude::*;
 
+use crate::reading::arrived_since;
+
 /// The latest batch of messages that arrived while the page was open.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Arrivals {
@@ -16,10 +18,9 @@ pub struct Arrivals {
     pub messages: Rc<Vec<Message>>,
 }
 
-/// Watches `messages` (the reducer's list, sorted by time) and returns the messages newer than
-/// the newest one seen at the previous change. The first messages the page holds are history,
-/// not arrivals: they are not returned. Messages merged in below the newest one (a late answer
-/// of an overlapping request) are not new to the reader either way and are not returned.
+/// Watches `messages` (the reducer's list, sorted by time) and returns the latest batch of
+/// messages that arrived while the page was open (`reading::arrived_since` the newest time seen
+/// at the previous change).
 #[hook]
 pub fn use_arrivals(messages: Rc<Vec<Message>>) -> Arrivals {
     // Refs, not state: working this out must not cause a render of its own. It is done during
@@ -29,16 +30,8 @@ pub fn use_arrivals(messages: Rc<Vec<Message>>) -> Arrivals {
     let newest = messages.last().map(|message| message.time);
     if newest != *newest_seen.borrow() {
         let previous = newest_seen.replace(newest);
-        if let (Some(previous), Some(_)) = (previous, newest) {
-            let added: Vec<Message> = messages
-                .iter()
-                .rev()
-                .take_while(|message| message.time > previous)
-                .cloned()
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
+        let added = arrived_since(&messages, previous);
+        if !added.is_empty() {
             let mut arrivals = arrivals.borrow_mut();
             arrivals.batch += 1;
             arrivals.messages = Rc::new(added);

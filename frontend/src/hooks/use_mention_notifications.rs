@@ -33,6 +33,13 @@ pub fn use_mention_notifications(
     // Read at each render: the reader may withdraw the permission in the browser's settings.
     let enabled = *wanted && notify::permission() == Some(web_sys::NotificationPermission::Granted);
 
+    // The latest notification's click handler, kept until the next one or until the page
+    // goes away.
+    let shown = use_mut_ref(|| None::<notify::Shown>);
+    {
+        let shown = shown.clone();
+        use_effect_with((), move |_| move || drop(shown.borrow_mut().take()));
+    }
     {
         let messages = arrivals.messages.clone();
         let own_names = own_names.to_vec();
@@ -42,7 +49,9 @@ pub fn use_mention_notifications(
                     .as_deref()
                     .and_then(|name| mention_notice(&messages, &own_names, name))
                 {
-                    notify::show(&notice);
+                    if let Some(now_shown) = notify::show(&notice) {
+                        *shown.borrow_mut() = Some(now_shown);
+                    }
                 }
             }
         });

@@ -49,6 +49,23 @@ impl LocalTime {
         day_of(&Date::new_0())
     }
 
+    /// Milliseconds from now until a second past the next local midnight (when "Today" becomes
+    /// "Yesterday"); the length of the day (23 to 25 hours with daylight saving time changes)
+    /// comes from `Date` itself.
+    pub fn ms_until_tomorrow() -> u32 {
+        let now = Date::new_0();
+        // `Date` rolls day 32 over into the next month, and December 32 into January.
+        let midnight = Date::new_with_year_month_day(
+            now.get_full_year(),
+            now.get_month() as i32,
+            now.get_date() as i32 + 1,
+        );
+        let left = midnight.get_time() - now.get_time() + 1_000.0;
+        // At most a day and an hour; `as` saturates, and the clamp keeps a broken clock from
+        // spinning.
+        left.clamp(1_000.0, 90_000_000.0) as u32
+    }
+
     /// `HH:MM`, 24-hour, local.
     pub fn clock(time_ms: u64) -> String {
         let date = date(time_ms);

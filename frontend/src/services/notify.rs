@@ -4,6 +4,7 @@
 //! handler, never at load): browsers ignore or penalise pages that ask unprompted, and a reader
 //! deserves to know why they are asked.
 
+use gloo_events::EventListener;
 use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Notification, NotificationOptions, NotificationPermission};
@@ -43,16 +44,33 @@ pub async fn request_permission() -> bool {
         .is_some_and(|answer| answer == "granted")
 }
 
+/// A notification on screen; clicking it brings the page's tab forward. Dropping it detaches
+/// that handler (the notification itself stays until the system removes it).
+#[derive(Debug)]
+pub struct Shown {
+    _on_click: EventListener,
+}
+
 /// Shows `notice` as a desktop notification, if permitted. Failures (permission withdrawn
-/// meanwhile, the system refusing) are ignored: the message is on the page anyway.
-pub fn show(notice: &Notice) {
+/// meanwhile, the system refusing) give `None`: the message is on the page anyway.
+pub fn show(notice: &Notice) -> Option<Shown> {
     if permission() != Some(NotificationPermission::Granted) {
-        return;
+        return None;
     }
     let options = NotificationOptions::new();
     options.set_body(&notice.body);
     options.set_tag(TAG);
-    let _ignored = Notification::new_with_options(&notice.title, &options);
+    let notification = Notification::new_with_options(&notice.title, &options).ok()?;
+    let clicked = notification.clone();
+    let on_click = EventListener::new(&notification, "click", move |_| {
+        if let Some(window) = web_sys::window() {
+            let _ignored = window.focus();
+        }
+        clicked.close();
+    });
+    Some(Shown {
+        _on_click: on_click,
+    })
 }
 
 /// Whether the page is hidden (another tab, a minimised window): notifications are for
