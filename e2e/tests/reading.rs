@@ -129,23 +129,18 @@ async fn every_state_of_the_page_has_no_axe_violation_light_and_dark() -> anyhow
         alice
             .wait_for_message("filler line 30", SHOW_TIMEOUT)
             .await?;
-        alice
+        // Scrolled to the top, and the page told so now rather than at the next frame, so that
+        // the next message surely finds the reader scrolled up.
+        let top = alice
             .execute(
-                "document.getElementById('messages').scrollTop = 0; return true;",
+                "var list = document.getElementById('messages');
+                 list.scrollTop = 0;
+                 list.dispatchEvent(new Event('scroll'));
+                 return list.scrollTop;",
                 vec![],
             )
             .await?;
-        // The scroll handler must have run before the next message arrives.
-        wait_until(SHOW_TIMEOUT, "the list is scrolled to the top", || async {
-            let top = alice
-                .execute(
-                    "return document.getElementById('messages').scrollTop;",
-                    vec![],
-                )
-                .await?;
-            Ok(Check::when(top == json!(0), top.to_string()))
-        })
-        .await?;
+        ensure!(top == json!(0), "the list does not scroll: scrollTop {top}");
         env.push("carl", "while scrolled up").await?;
         alice.wait_for_element("#new-messages").await?;
         assert_accessible_both_schemes(&alice, "scrolled up, with the new-messages button").await?;
@@ -416,7 +411,7 @@ async fn lines_are_grouped_under_a_day_with_local_times_safe_links_and_mentions(
 }
 
 /// Replaces the Notifications API before the page's scripts run: `requestPermission` is
-/// counted and granted, notifications are recorded (and can be clicked with
+/// counted and answered with `localStorage['test.notification-answer']` (default `granted`), notifications are recorded (and can be clicked with
 /// `__clickLastNotification`), and `document.hidden` follows `window.__pretendHidden`.
 const NOTIFICATION_STUB: &str = "
 (function () {
@@ -439,8 +434,8 @@ const NOTIFICATION_STUB: &str = "
     });
     FakeNotification.requestPermission = function () {
         log.requested += 1;
-        permission = 'granted';
-        return Promise.resolve('granted');
+        permission = localStorage.getItem('test.notification-answer') || 'granted';
+        return Promise.resolve(permission);
     };
     window.Notification = FakeNotification;
     window.__notifications = log;
@@ -594,6 +589,58 @@ async fn new_messages_are_announced_politely_and_mentions_notify_only_after_a_cl
             remembered == json!("true"),
             "the switch is remembered: {remembered}"
         );
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+#[ignore = "browser test: run by scripts/test.sh with --ignored"]
+async fn a_refused_notification_permission_leaves_the_switch_off_and_says_why() -> anyhow::Result<()>
+{
+    let env = Env::start("reading_refused", ServerOptions::default()).await?;
+    let alice = env.browser("alice").await?;
+    env.run(&[&alice], async {
+        alice.run_before_each_page(NOTIFICATION_STUB).await?;
+        alice.open_chat(&env.server.base_url()).await?;
+        alice
+            .execute(
+                "localStorage.setItem('test.notification-answer', 'denied'); return true;",
+                vec![],
+            )
+            .await?;
+        alice.join("Alice").await?;
+        let toggle = alice.wait_for_element("#notify-toggle").await?;
+        toggle.click().await?;
+        let problem = wait_until(SHOW_TIMEOUT, "#notify-problem says why", || async {
+            let text = alice
+                .execute(
+                    "return document.getElementById('notify-problem').textContent;",
+                    vec![],
+                )
+                .await?;
+            let text = text.as_str().unwrap_or_default().to_owned();
+            Ok(if text.contains("blocked") {
+                Check::Done(text)
+            } else {
+                Check::NotYet(text)
+            })
+        })
+        .await?;
+        let pressed = toggle.attr("aria-pressed").await?;
+        let log = notification_log(&alice).await?;
+        ensure!(
+            pressed.as_deref() == Some("false") && log["requested"] == json!(1),
+            "refused: the switch stays off after one request ({problem:?}): {pressed:?}, {log}"
+        );
+        let remembered = alice
+            .execute(
+                "return localStorage.getItem('chat.notify_mentions');",
+                vec![],
+            )
+            .await?;
+        ensure!(remembered.is_null(), "nothing is remembered: {remembered}");
+        assert_accessible_both_schemes(&alice, "the notification switch refused").await?;
         Ok(())
     })
     .await

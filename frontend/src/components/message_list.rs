@@ -1,4 +1,5 @@
-//! The conversation, oldest first, following new messages unless the reader scrolled up.
+//! The conversation, oldest first, by local day and sender group (the layout rules are in
+//! `reading.rs`), following new messages unless the reader scrolled up.
 
 use std::cell::RefCell;
 use std::rc::Rc;

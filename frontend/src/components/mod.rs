@@ -1,5 +1,5 @@
 //! The page's function components. They render state and turn events into callbacks; the
-//! work happens in `hooks/` and the rules in `state.rs`.
+//! work happens in `hooks/` and the rules in `state.rs` and `reading.rs`.
 
 pub mod app;
 pub mod composer;

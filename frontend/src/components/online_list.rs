@@ -21,6 +21,8 @@ pub struct OnlineListProps {
 pub fn OnlineList(props: &OnlineListProps) -> Html {
     let listed = props.names.len() as u64;
     let unlisted = props.count.saturating_sub(listed);
+    // A named region, not an `<aside>`: it sits inside `<main>`, where a complementary landmark
+    // is not allowed (axe `landmark-complementary-is-top-level`).
     html! {
         <section class="online" aria-labelledby="online-heading">
             <h2 id="online-heading">
