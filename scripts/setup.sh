@@ -2,7 +2,8 @@
 # Installs what the project needs when it is missing, on a fresh Debian machine with rustup:
 # the wasm target, trunk and wasm-bindgen-cli (for the web page), Node.js (tests run JSONP
 # answers in it), Chromium and its WebDriver (browser tests), and the npm packages of the
-# legacy test pages. Safe to run again: each step is skipped when already done.
+# legacy test pages and of the accessibility checks (axe-core). Safe to run again: each step is
+# skipped when already done.
 #
 # Usage: scripts/setup.sh [run|test|cluster]   (run: only what running the product needs;
 # cluster: only Redis and nginx, for scripts/run-cluster.sh)
@@ -102,6 +103,15 @@ ensure_legacy_pages() {
   fi
 }
 
+ensure_axe() {
+  # axe-core, the accessibility checker the browser tests inject into the page, at the version
+  # pinned in e2e/axe/package-lock.json.
+  if [ ! -f e2e/axe/node_modules/axe-core/axe.min.js ]; then
+    log "npm install (axe-core for the accessibility checks of the browser tests)"
+    (cd e2e/axe && npm install --no-audit --no-fund --silent)
+  fi
+}
+
 export PATH="$HOME/.cargo/bin:$PATH"
 ensure_web_tools
 if [ "$what" = cluster ]; then
@@ -114,4 +124,5 @@ if [ "$what" = test ]; then
   ensure_node
   ensure_browser
   ensure_legacy_pages
+  ensure_axe
 fi

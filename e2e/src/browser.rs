@@ -3,9 +3,14 @@
 //!
 //! The Yew page's contract (what the tests rely on): a nickname form (`#nickname-input`,
 //! `#nickname-submit`); messages as `#messages li.message` with `data-time`, own ones
-//! `.own`, join/leave lines `.system`; a composer `#message-input` + `#send-button` (Enter
+//! `.own`, join/leave lines `.system`, each line's text naming its sender (also under a
+//! shared group header); a composer `#message-input` + `#send-button` (Enter
 //! sends too); `#online-list li`; `#connection-status` whose text contains "connected",
 //! "reconnecting" or "offline"; `document.body` gets `data-ready="1"` once mounted.
+//!
+//! Beyond WebDriver, a session runs Chrome DevTools Protocol commands through chromedriver
+//! (`Browser::cdp`: colour scheme, time zone, scripts run before the page's own) and checks the
+//! page with axe-core (`Browser::axe_violations`, `Browser::assert_accessible`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -19,7 +24,7 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 
 use crate::env::ChromeDriver;
-use crate::paths::legacy_page_path;
+use crate::paths::{axe_script_path, legacy_page_path};
 use crate::wait::{wait_until, Check};
 
 /// How long a page may take to load and mount (the first wasm load included).
@@ -41,6 +46,65 @@ pub struct ShownMessage {
     pub own: bool,
     /// Has class `system` (a join or leave line).
     pub system: bool,
+}
+
+/// One rule axe-core found broken, with the elements that break it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AxeViolation {
+    /// The rule's id, e.g. `color-contrast` or `landmark-one-main`.
+    pub id: String,
+    /// How bad: `minor`, `moderate`, `serious` or `critical`.
+    pub impact: String,
+    /// What the rule asks, in words.
+    pub help: String,
+    /// Each offending element: its CSS selector and axe's explanation.
+    pub nodes: Vec<String>,
+}
+
+impl std::fmt::Display for AxeViolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.id, self.impact, self.help)?;
+        for node in &self.nodes {
+            write!(f, "\n    - {node}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The colour scheme the page is shown in (the `prefers-color-scheme` media feature).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColorScheme {
+    /// `prefers-color-scheme: light`.
+    Light,
+    /// `prefers-color-scheme: dark`.
+    Dark,
+}
+
+/// A Chrome DevTools Protocol command, through chromedriver's `goog/cdp/execute` endpoint
+/// (what WebDriver itself cannot do: emulating a media feature, running a script before the
+/// page's own).
+#[derive(Debug)]
+struct CdpCommand {
+    method: String,
+    params: Value,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for CdpCommand {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
+        let body = json!({ "cmd": self.method, "params": self.params });
+        (http::Method::POST, Some(body.to_string()))
+    }
 }
 
 /// What `#connection-status` says.
@@ -196,6 +260,169 @@ impl Browser {
             .execute(script, args)
             .await
             .with_context(|| format!("running a script in {}'s page", self.label))
+    }
+
+    /// Moves the mouse over the middle of the first element matching `css` (WebDriver actions),
+    /// so that its `:hover` styles apply.
+    ///
+    /// # Errors
+    /// No such element, or the move is refused.
+    pub async fn hover(&self, css: &str) -> anyhow::Result<()> {
+        use fantoccini::actions::{InputSource, MouseActions, PointerAction};
+
+        let element = self.wait_for_element(css).await?;
+        let actions = MouseActions::new("mouse".to_owned()).then(PointerAction::MoveToElement {
+            element,
+            duration: None,
+            x: 0.0,
+            y: 0.0,
+        });
+        self.client
+            .perform_actions(actions)
+            .await
+            .with_context(|| format!("moving {}'s mouse over {css}", self.label))
+    }
+
+    /// Runs the Chrome DevTools Protocol command `method` with `params` and returns its result.
+    ///
+    /// # Errors
+    /// chromedriver or Chromium refuses the command.
+    pub async fn cdp(&self, method: &str, params: Value) -> anyhow::Result<Value> {
+        self.client
+            .issue_cmd(CdpCommand {
+                method: method.to_owned(),
+                params,
+            })
+            .await
+            .with_context(|| format!("DevTools command {method} in {}'s browser", self.label))
+    }
+
+    /// Shows the page as in a browser set to `scheme` (DevTools `Emulation.setEmulatedMedia`),
+    /// so that `@media (prefers-color-scheme: dark)` applies or not; it lasts until changed.
+    ///
+    /// # Errors
+    /// The command is refused.
+    pub async fn emulate_color_scheme(&self, scheme: ColorScheme) -> anyhow::Result<()> {
+        let value = match scheme {
+            ColorScheme::Light => "light",
+            ColorScheme::Dark => "dark",
+        };
+        self.cdp(
+            "Emulation.setEmulatedMedia",
+            json!({ "features": [{ "name": "prefers-color-scheme", "value": value }] }),
+        )
+        .await?;
+        let applied = self
+            .execute(
+                "return window.matchMedia('(prefers-color-scheme: ' + arguments[0] + ')').matches;",
+                vec![json!(value)],
+            )
+            .await?;
+        ensure!(
+            applied == json!(true),
+            "{}'s page does not match prefers-color-scheme: {value} after emulating it",
+            self.label
+        );
+        Ok(())
+    }
+
+    /// Runs `source` in every document this session loads from now on, before the page's own
+    /// scripts (DevTools `Page.addScriptToEvaluateOnNewDocument`): how a test stubs a browser
+    /// API the page reads at load.
+    ///
+    /// # Errors
+    /// The command is refused.
+    pub async fn run_before_each_page(&self, source: &str) -> anyhow::Result<()> {
+        self.cdp(
+            "Page.addScriptToEvaluateOnNewDocument",
+            json!({ "source": source }),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Checks the page as it is now with axe-core (`e2e/axe`, injected on first use in each
+    /// document) and returns every violation of the rules axe runs by default (WCAG 2.x A and
+    /// AA, and best practices), hidden elements excepted, as axe does.
+    ///
+    /// # Errors
+    /// axe-core is not installed (`npm install` in `e2e/axe`), or it fails to run.
+    pub async fn axe_violations(&self) -> anyhow::Result<Vec<AxeViolation>> {
+        let loaded = self
+            .execute("return typeof window.axe === 'object';", vec![])
+            .await?;
+        if loaded != json!(true) {
+            let path = axe_script_path();
+            let source = std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "cannot read {}: run `npm install` in e2e/axe (scripts/setup.sh test does)",
+                    path.display()
+                )
+            })?;
+            // As a WebDriver script, which the page's Content-Security-Policy does not cover
+            // (it forbids eval and inline scripts); axe's bundle sets `window.axe` itself.
+            self.execute(&format!("{source}\nreturn typeof window.axe;"), vec![])
+                .await
+                .context("loading axe-core into the page")?;
+        }
+        let found = self
+            .client
+            .execute_async(
+                "var done = arguments[arguments.length - 1];
+                 window.axe.run(document, { resultTypes: ['violations'] })
+                     .then(function (results) {
+                         done({ violations: results.violations.map(function (v) {
+                             return {
+                                 id: v.id,
+                                 impact: v.impact || '',
+                                 help: v.help,
+                                 nodes: v.nodes.map(function (n) {
+                                     return n.target.join(' ') + ': ' + n.failureSummary;
+                                 })
+                             };
+                         }) });
+                     })
+                     .catch(function (error) { done({ error: String(error) }); });",
+                vec![],
+            )
+            .await
+            .with_context(|| format!("running axe-core in {}'s page", self.label))?;
+        if let Some(error) = found.get("error") {
+            anyhow::bail!("axe-core failed in {}'s page: {error}", self.label);
+        }
+        let violations = found["violations"]
+            .as_array()
+            .ok_or_else(|| anyhow!("axe-core returned {found}"))?;
+        Ok(violations
+            .iter()
+            .map(|violation| AxeViolation {
+                id: violation["id"].as_str().unwrap_or_default().to_owned(),
+                impact: violation["impact"].as_str().unwrap_or_default().to_owned(),
+                help: violation["help"].as_str().unwrap_or_default().to_owned(),
+                nodes: string_list(&violation["nodes"]),
+            })
+            .collect())
+    }
+
+    /// Fails, listing every violation with its elements, unless axe-core finds none in the page
+    /// as it is now; `state` names that state in the error.
+    ///
+    /// # Errors
+    /// A violation, or axe cannot run.
+    pub async fn assert_accessible(&self, state: &str) -> anyhow::Result<()> {
+        let violations = self.axe_violations().await?;
+        ensure!(
+            violations.is_empty(),
+            "axe-core finds {} violation(s) on {}'s page ({state}):\n{}",
+            violations.len(),
+            self.label,
+            violations
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        Ok(())
     }
 
     /// Navigates to `url` and waits until `body[data-ready="1"]`.

@@ -31,7 +31,6 @@
 //! ```
 
 mod browser;
-mod cdp;
 mod cluster;
 mod env;
 mod paths;
@@ -39,10 +38,12 @@ mod server;
 mod tabs;
 mod wait;
 
-pub use browser::{texts_of, Browser, ConnectionStatus, ShownMessage};
+pub use browser::{texts_of, AxeViolation, Browser, ColorScheme, ConnectionStatus, ShownMessage};
 pub use cluster::{Nginx, Redis};
 pub use env::{ChromeDriver, Env, StoredMessage};
-pub use paths::{legacy_page_path, screenshot_dir, target_dir, web_page_dir, workspace_root};
+pub use paths::{
+    axe_script_path, legacy_page_path, screenshot_dir, target_dir, web_page_dir, workspace_root,
+};
 pub use server::{ChatServer, ServerOptions, StopSignal};
 pub use tabs::Tabs;
 pub use wait::{wait_until, Check, POLL_INTERVAL};

@@ -1,5 +1,5 @@
-//! Where things are: the repository, the build output, the web page, the legacy page and the
-//! screenshots.
+//! Where things are: the repository, the build output, the web page, the legacy page, axe-core
+//! and the screenshots.
 
 use std::path::{Path, PathBuf};
 
@@ -53,4 +53,14 @@ pub fn legacy_page_path() -> PathBuf {
         .join("e2e")
         .join("legacy")
         .join("jquery.html")
+}
+
+/// axe-core's browser build, installed by `npm install` in `e2e/axe` (scripts/setup.sh test).
+pub fn axe_script_path() -> PathBuf {
+    workspace_root()
+        .join("e2e")
+        .join("axe")
+        .join("node_modules")
+        .join("axe-core")
+        .join("axe.min.js")
 }

@@ -52,13 +52,13 @@ async fn without_web_locks_each_tab_polls_on_its_own() -> anyhow::Result<()> {
     let browser = env.browser("old").await?;
     let url = env.server.base_url();
     env.run(&[&browser], async {
-        browser.run_before_each_load(NO_LOCKS).await?;
+        browser.run_before_each_page(NO_LOCKS).await?;
         browser.open_chat(&url).await?;
         browser.join("Old").await?;
         let mut tabs = Tabs::new(&browser).await?;
         while tabs.len() < N_TABS {
             tabs.open_blank().await?;
-            browser.run_before_each_load(NO_LOCKS).await?;
+            browser.run_before_each_page(NO_LOCKS).await?;
             browser.open_chat(&url).await?;
             browser
                 .wait_status(ConnectionStatus::Connected, WAIT)

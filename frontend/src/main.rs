@@ -4,7 +4,8 @@
 //! - `components/`: the views;
 //! - `hooks/`: the poll loop and sending, the browser side of the behaviour;
 //! - `services/`: the JSONP transport, the retry schedule, storage, where the server is;
-//! - `nickname`, `errors`: rules and wording, pure.
+//! - `nickname`, `errors`: rules and wording, pure;
+//! - `reading`: grouping, day separators, links, mentions and announcements, pure.
 //!
 //! Build the page with `trunk build` (see `Trunk.toml` at the repository root); the server
 //! serves `frontend/dist`.
@@ -13,6 +14,7 @@ mod components;
 mod errors;
 mod hooks;
 mod nickname;
+mod reading;
 mod services;
 mod state;
 

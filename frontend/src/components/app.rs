@@ -6,14 +6,18 @@ use yew::prelude::*;
 
 use super::composer::Composer;
 use super::earlier_status::EarlierStatus;
+use super::live_announcer::LiveAnnouncer;
 use super::message_list::MessageList;
 use super::nickname_form::NicknameForm;
 use super::online_list::OnlineList;
 use super::room_switcher::RoomSwitcher;
 use super::status_bar::StatusBar;
+use crate::hooks::use_arrivals::use_arrivals;
 use crate::hooks::use_chat_session::use_chat_session;
 use crate::hooks::use_earlier_history::use_earlier_history;
+use crate::hooks::use_mention_notifications::use_mention_notifications;
 use crate::hooks::use_send_message::{fresh_cid, use_send_message, Outgoing};
+use crate::reading::announcement;
 use crate::services::jsonp::JsonpClient;
 use crate::services::{room, server_url, storage};
 use crate::state::{Action, State};
@@ -34,6 +38,9 @@ pub fn App() -> Html {
         state.oldest_time(),
         state.dispatcher(),
     );
+    let arrivals = use_arrivals(state.messages().clone());
+    let notifications =
+        use_mention_notifications(&arrivals, &state.own_names, state.nickname.clone());
 
     // Browser tests wait for this before touching the page.
     {
@@ -135,12 +142,17 @@ pub fn App() -> Html {
     let room = state.nickname.as_ref().map(|nickname| {
         html! {
             <div class="room">
-                <main class="conversation" aria-label="Conversation">
+                <section class="conversation" aria-label="Conversation">
                     <EarlierStatus earlier={state.earlier} />
                     <MessageList
                         messages={state.messages().clone()}
                         own_names={state.own_names.clone()}
+                        nickname={state.nickname.clone()}
                         history_notice={state.history_notice.clone()}
+                    />
+                    <LiveAnnouncer
+                        seq={arrivals.batch}
+                        text={announcement(&arrivals.messages, &state.own_names)}
                     />
                     <Composer
                         draft={state.draft.clone()}
@@ -152,7 +164,7 @@ pub fn App() -> Html {
                         on_input={on_draft}
                         on_send={on_send}
                     />
-                </main>
+                </section>
                 <OnlineList
                     names={state.online.clone()}
                     count={state.online_count}
@@ -161,6 +173,11 @@ pub fn App() -> Html {
             </div>
         }
     });
+
+    let on_toggle_notifications = {
+        let on_toggle = notifications.on_toggle.clone();
+        Callback::from(move |_: MouseEvent| on_toggle.emit(()))
+    };
 
     html! {
         <div class="app">
@@ -178,11 +195,27 @@ pub fn App() -> Html {
                                 { "Change name" }
                             </button>
                         }
+                        // A switch: `aria-pressed` says whether it is on.
+                        <button
+                            id="notify-toggle"
+                            type="button"
+                            class="button secondary"
+                            aria-pressed={notifications.enabled.to_string()}
+                            onclick={on_toggle_notifications}
+                        >
+                            { "Notify me of mentions" }
+                        </button>
+                        <span id="notify-problem" class="problem" role="status">
+                            { notifications.problem.clone().unwrap_or_default() }
+                        </span>
                     </div>
                 }
             </header>
-            { nickname_form }
-            { room }
+            // The one main landmark, from the first screen on: the nickname form, then the room.
+            <main class="main">
+                { nickname_form }
+                { room }
+            </main>
         </div>
     }
 }

@@ -1,13 +1,16 @@
-//! The conversation, oldest first, following new messages unless the reader scrolled up.
+//! The conversation, oldest first, by local day and sender group (the layout rules are in
+//! `reading.rs`), following new messages unless the reader scrolled up.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use chat_shared::Message;
-use wasm_bindgen::JsValue;
+use gloo_timers::callback::Timeout;
 use web_sys::Element;
 use yew::prelude::*;
 
+use crate::reading::{lay_out, mentions, pieces, relative_day_name, Day, DaySection, Piece};
+use crate::services::local_time::LocalTime;
 use crate::state::{is_own, message_kind, MessageKind};
 
 /// How close to the bottom, in CSS pixels, still counts as "at the bottom" (a reader rarely
@@ -21,13 +24,17 @@ pub struct MessageListProps {
     pub messages: Rc<Vec<Message>>,
     /// The names whose messages are marked as the reader's own.
     pub own_names: Vec<String>,
+    /// The reader's current nickname, highlighted where others mention it.
+    #[prop_or_default]
+    pub nickname: Option<String>,
     /// Said above the messages when older history is no longer kept by the server.
     #[prop_or_default]
     pub history_notice: Option<String>,
 }
 
-/// The message log: `<ol id="messages">` of `<li class="message" data-time="...">`, with
-/// `own` and `system` classes. New messages scroll into view while the reader is at the
+/// The message log: `<section id="messages">` holding one `<div class="day">` per local day
+/// (an `<h2 class="day-separator">` and an `<ol>` of `<li class="message" data-time="...">`,
+/// with `own`, `system`, `continued` and `mentions-you` classes). New messages scroll into view while the reader is at the
 /// bottom; when they have scrolled up, a "new messages" button appears instead.
 #[component]
 pub fn MessageList(props: &MessageListProps) -> Html {
@@ -92,6 +99,22 @@ pub fn MessageList(props: &MessageListProps) -> Html {
         })
     };
 
+    let local_time = use_memo((), |_| LocalTime::default());
+    let today = LocalTime::today();
+    {
+        // "Today" becomes "Yesterday" at local midnight without any message arriving.
+        let force_update = use_force_update();
+        use_effect_with(today, move |_| {
+            let timer = Timeout::new(LocalTime::ms_until_tomorrow(), move || {
+                force_update.force_update();
+            });
+            // Dropping the `Timeout` cancels it.
+            move || drop(timer)
+        });
+    }
+    let nickname = props.nickname.as_deref();
+    let sections = lay_out(&props.messages, LocalTime::day);
+
     html! {
         <div class="message-pane">
             if let Some(notice) = &props.history_notice {
@@ -100,21 +123,20 @@ pub fn MessageList(props: &MessageListProps) -> Html {
             if props.messages.is_empty() {
                 <p class="empty-hint">{ "No messages yet. Say hello!" }</p>
             }
-            <ol
+            // Not a live region itself: the announcer (`LiveAnnouncer`) speaks for it, so that a
+            // catch-up of a hundred lines is one sentence, not a hundred.
+            <section
                 id="messages"
                 class="messages"
                 ref={list_ref}
-                role="log"
-                aria-live="polite"
-                aria-relevant="additions"
                 aria-label="Messages"
                 tabindex="0"
                 {onscroll}
             >
-                { for props.messages.iter().map(|message| {
-                    view_message(message, is_own(&props.own_names, message), local_time(message.time))
+                { for sections.iter().map(|section| {
+                    view_day(section, today, &local_time, &props.own_names, nickname)
                 }) }
-            </ol>
+            </section>
             if *unseen {
                 <button id="new-messages" type="button" class="new-messages" onclick={on_show_new}>
                     { "New messages ↓" }
@@ -124,38 +146,126 @@ pub fn MessageList(props: &MessageListProps) -> Html {
     }
 }
 
-/// One `<li>`, given the message's `(clock, full_date)` from [`local_time`]. Every piece of
-/// message content is a text node, which Yew escapes: no markup a sender writes is ever
-/// interpreted. The name and the text each sit in their own `<bdi>` (direction isolate,
+/// One day: a separator heading ("Today", "Yesterday" or the full local date) and the day's
+/// messages as an `<ol>`. Headings let a screen reader jump from day to day.
+fn view_day(
+    section: &DaySection<'_>,
+    today: Day,
+    local_time: &LocalTime,
+    own_names: &[String],
+    nickname: Option<&str>,
+) -> Html {
+    let first_time = section
+        .entries
+        .first()
+        .map_or(0, |entry| entry.message.time);
+    let label = relative_day_name(section.day, today)
+        .map_or_else(|| local_time.full_date(first_time), str::to_owned);
+    html! {
+        <div class="day" key={section.day.iso()}>
+            <h2 class="day-separator">
+                <time datetime={section.day.iso()}>{ label }</time>
+            </h2>
+            <ol class="day-messages">
+                { for section.entries.iter().map(|entry| {
+                    let message = entry.message;
+                    let stamp = Stamp {
+                        clock: LocalTime::clock(message.time),
+                        iso: LocalTime::iso(message.time),
+                        full: local_time.full_date_time(message.time),
+                    };
+                    let line = Line {
+                        own: is_own(own_names, message),
+                        starts_group: entry.starts_group,
+                        nickname,
+                    };
+                    view_message(message, &line, stamp)
+                }) }
+            </ol>
+        </div>
+    }
+}
+
+/// How one line is shown, besides its message.
+#[derive(Debug, Clone, Copy)]
+struct Line<'a> {
+    /// Sent under one of the reader's names.
+    own: bool,
+    /// Shows the name/time header (see `reading::lay_out`).
+    starts_group: bool,
+    /// The reader's current name, highlighted where others mention it.
+    nickname: Option<&'a str>,
+}
+
+/// A message's time, formatted by [`LocalTime`].
+#[derive(Debug, Clone)]
+struct Stamp {
+    /// `HH:MM`, local.
+    clock: String,
+    /// ISO 8601, for `datetime`.
+    iso: String,
+    /// The full local date and time, for `title`.
+    full: String,
+}
+
+/// One `<li>`. Every piece of message content is a text node, which Yew escapes: no markup a
+/// sender writes is ever interpreted; links are made only for `http(s)://` addresses found by
+/// `reading::pieces`. The name and the text each sit in their own `<bdi>` (direction isolate,
 /// direction from their own first strong character), so that a text-direction control inside
 /// them (U+202E RIGHT-TO-LEFT OVERRIDE, an unclosed U+2067 isolate) cannot reorder the name,
 /// the time or the words around them.
-fn view_message(message: &Message, own: bool, (clock, full_date): (String, String)) -> Html {
+///
+/// A line that continues its sender's group keeps its name, visually hidden, and its time,
+/// shown on hover and keyboard focus: a screen reader moving line by line still hears who said
+/// it and when, and the line's text still names its sender.
+fn view_message(message: &Message, line: &Line<'_>, stamp: Stamp) -> Html {
     let kind = message_kind(message);
+    // Mentions are looked for in others' chat lines only.
+    let mention_name = line
+        .nickname
+        .filter(|_| !line.own && kind == MessageKind::Text);
+    let mentioned = mention_name.is_some_and(|name| mentions(&message.msg, name));
     let classes = classes!(
         "message",
-        own.then_some("own"),
+        line.own.then_some("own"),
         (kind != MessageKind::Text).then_some("system"),
         match kind {
             MessageKind::Joined => Some("joined"),
             MessageKind::Left => Some("left"),
             MessageKind::Text => None,
         },
+        (kind == MessageKind::Text && !line.starts_group).then_some("continued"),
+        mentioned.then_some("mentions-you"),
     );
     let time = html! {
-        <time class="time" datetime={full_date.clone()} title={full_date}>{ clock }</time>
+        <time class="time" datetime={stamp.iso} title={stamp.full}>{ stamp.clock }</time>
     };
     let body = match kind {
         MessageKind::Text => html! {
             <>
-                <div class="meta">
-                    <bdi class="name">{ message.name.clone() }</bdi>
-                    if own {
-                        <span class="visually-hidden">{ " (you)" }</span>
-                    }
-                    { time }
-                </div>
-                <p class="text"><bdi>{ message.msg.clone() }</bdi></p>
+                if line.starts_group {
+                    <div class="meta">
+                        <bdi class="name">{ message.name.clone() }</bdi>
+                        if line.own {
+                            <span class="visually-hidden">{ " (you)" }</span>
+                        }
+                        { " " }
+                        { time }
+                    </div>
+                } else {
+                    // The name for screen readers only; the time shows on hover and focus.
+                    <div class="meta">
+                        <span class="visually-hidden">
+                            <bdi class="name">{ message.name.clone() }</bdi>
+                            if line.own {
+                                { " (you)" }
+                            }
+                            { " " }
+                        </span>
+                        { time }
+                    </div>
+                }
+                <p class="text"><bdi>{ view_pieces(&message.msg, mention_name) }</bdi></p>
             </>
         },
         MessageKind::Joined | MessageKind::Left => {
@@ -182,12 +292,23 @@ fn view_message(message: &Message, own: bool, (clock, full_date): (String, Strin
     }
 }
 
-/// `HH:MM` in the reader's time zone, and the full date-time (ISO 8601, UTC) for `datetime`.
-fn local_time(time_ms: u64) -> (String, String) {
-    // Millisecond times stay below 2^53 for the next 285,000 years, so `f64` is exact.
-    let date = js_sys::Date::new(&JsValue::from_f64(time_ms as f64));
-    let clock = format!("{:02}:{:02}", date.get_hours(), date.get_minutes());
-    (clock, String::from(date.to_iso_string()))
+/// The text with its links as anchors and mentions of `nickname` marked.
+fn view_pieces(text: &str, nickname: Option<&str>) -> Html {
+    pieces(text, nickname)
+        .into_iter()
+        .map(|piece| match piece {
+            Piece::Text(part) => html! { { part.to_owned() } },
+            // A new tab keeps the conversation open; `noopener noreferrer` keeps the linked
+            // page from reaching back into this one or learning its address, and
+            // `nofollow ugc` tells search engines that a visitor, not the site, wrote the link.
+            Piece::Link(address) => html! {
+                <a href={address.to_owned()} target="_blank" rel="noopener noreferrer nofollow ugc">
+                    { address.to_owned() }
+                </a>
+            },
+            Piece::Mention(name) => html! { <mark class="mention">{ name.to_owned() }</mark> },
+        })
+        .collect()
 }
 
 fn is_at_bottom(list: &Element) -> bool {
@@ -238,9 +359,44 @@ pub(crate) mod tests {
             .unwrap_or_else(|| panic!("no text node {text:?} in {node:?}"))
     }
 
+    fn stamp() -> Stamp {
+        Stamp {
+            clock: "12:00".to_owned(),
+            iso: "2015-01-01T00:00:00.000Z".to_owned(),
+            full: "Thursday, January 1, 2015 at 12:00:00 AM UTC".to_owned(),
+        }
+    }
+
+    /// Every element of `node` with its tag and attributes, depth first.
+    fn elements(node: &Html) -> Vec<(String, Vec<(String, String)>)> {
+        fn walk(node: &Html, found: &mut Vec<(String, Vec<(String, String)>)>) {
+            match node {
+                Html::VTag(tag) => {
+                    let attributes = tag
+                        .attributes
+                        .iter()
+                        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+                        .collect();
+                    found.push((tag.tag().to_owned(), attributes));
+                    if let Some(children) = tag.children() {
+                        walk(children, found);
+                    }
+                }
+                Html::VList(list) => {
+                    for child in list.iter() {
+                        walk(child, found);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut found = Vec::new();
+        walk(node, &mut found);
+        found
+    }
+
     #[test]
     fn a_right_to_left_override_in_a_message_is_isolated_from_the_name_and_time() {
-        let clock = ("12:00".to_owned(), "2015-01-01T00:00:00.000Z".to_owned());
         let name = "ali\u{202E}ce";
         let cases = [
             ("a text", "abc\u{202E}def"),
@@ -249,8 +405,13 @@ pub(crate) mod tests {
         ];
         for (what, msg) in cases {
             let message = Message::new(name, msg, 1_420_070_400_000);
-            for own in [false, true] {
-                let html = view_message(&message, own, clock.clone());
+            for (own, starts_group) in [(false, true), (true, true), (false, false)] {
+                let line = Line {
+                    own,
+                    starts_group,
+                    nickname: Some("bob"),
+                };
+                let html = view_message(&message, &line, stamp());
                 for text in [name, msg] {
                     let ancestors = ancestors_of(&html, text);
                     assert_eq!(
@@ -266,5 +427,94 @@ pub(crate) mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn http_addresses_are_links_that_open_apart_and_other_schemes_stay_text() {
+        let text = "see https://example.com/x and javascript:alert(1) and data:text/html,hi";
+        let message = Message::new("bob", text, 1);
+        let line = Line {
+            own: false,
+            starts_group: true,
+            nickname: None,
+        };
+        let html = view_message(&message, &line, stamp());
+        let anchors: Vec<_> = elements(&html)
+            .into_iter()
+            .filter(|(tag, _)| tag == "a")
+            .map(|(_, attributes)| attributes)
+            .collect();
+        let attribute = |attributes: &[(String, String)], key: &str| {
+            attributes
+                .iter()
+                .find(|(name, _)| name == key)
+                .map(|(_, value)| value.clone())
+        };
+        assert_eq!(anchors.len(), 1, "one link: {anchors:?}");
+        assert_eq!(
+            attribute(&anchors[0], "href").as_deref(),
+            Some("https://example.com/x")
+        );
+        assert_eq!(
+            attribute(&anchors[0], "rel").as_deref(),
+            Some("noopener noreferrer nofollow ugc")
+        );
+        assert_eq!(attribute(&anchors[0], "target").as_deref(), Some("_blank"));
+        assert_eq!(
+            ancestors_of(&html, " and javascript:alert(1) and data:text/html,hi")
+                .last()
+                .map(String::as_str),
+            Some("bdi"),
+            "the other schemes are plain text"
+        );
+    }
+
+    #[test]
+    fn others_mentioning_the_reader_are_marked_and_own_lines_are_not() {
+        let message = Message::new("bob", "hi Alice!", 1);
+        for (own, marked) in [(false, true), (true, false)] {
+            let line = Line {
+                own,
+                starts_group: true,
+                nickname: Some("alice"),
+            };
+            let html = view_message(&message, &line, stamp());
+            let in_mark = texts_with_ancestors(&html)
+                .into_iter()
+                .any(|(text, ancestors)| {
+                    text == "Alice" && ancestors.last().is_some_and(|tag| tag == "mark")
+                });
+            assert_eq!(in_mark, marked, "own = {own}");
+        }
+    }
+
+    #[test]
+    fn a_continued_line_hides_its_header_but_keeps_it_for_screen_readers() {
+        let message = Message::new("bob", "again", 1);
+        let line = Line {
+            own: false,
+            starts_group: false,
+            nickname: None,
+        };
+        let html = view_message(&message, &line, stamp());
+        let classes: Vec<String> = elements(&html)
+            .into_iter()
+            .filter_map(|(_, attributes)| {
+                attributes
+                    .into_iter()
+                    .find(|(key, _)| key == "class")
+                    .map(|(_, value)| value)
+            })
+            .collect();
+        assert!(
+            classes.iter().any(|class| class.contains("continued")),
+            "{classes:?}"
+        );
+        assert!(
+            classes.iter().any(|class| class == "visually-hidden"),
+            "the name's span is visually hidden: {classes:?}"
+        );
+        assert_eq!(ancestors_of(&html, "bob"), ["li", "div", "span", "bdi"]);
+        assert_eq!(ancestors_of(&html, "12:00"), ["li", "div", "time"]);
     }
 }

@@ -21,8 +21,10 @@ pub struct OnlineListProps {
 pub fn OnlineList(props: &OnlineListProps) -> Html {
     let listed = props.names.len() as u64;
     let unlisted = props.count.saturating_sub(listed);
+    // A named region, not an `<aside>`: it sits inside `<main>`, where a complementary landmark
+    // is not allowed (axe `landmark-complementary-is-top-level`).
     html! {
-        <aside class="online" aria-labelledby="online-heading">
+        <section class="online" aria-labelledby="online-heading">
             <h2 id="online-heading">
                 { "Online " }<span id="online-count" class="count">{ props.count }</span>
             </h2>
@@ -32,7 +34,7 @@ pub fn OnlineList(props: &OnlineListProps) -> Html {
             if unlisted > 0 {
                 <p class="hint">{ format!("and {unlisted} more") }</p>
             }
-        </aside>
+        </section>
     }
 }
 

@@ -6,6 +6,8 @@
 
 pub mod backoff;
 pub mod jsonp;
+pub mod local_time;
+pub mod notify;
 pub mod room;
 pub mod server_url;
 pub mod storage;

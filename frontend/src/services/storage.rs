@@ -1,4 +1,5 @@
-//! The remembered nickname, in `localStorage`, so a returning reader goes straight back in.
+//! What the page remembers in `localStorage`: the nickname, so a returning reader goes straight
+//! back in, and whether mention notifications are on.
 //!
 //! Storage can be missing or full (private browsing, quotas); the page then simply forgets, so
 //! every failure here is ignored.
@@ -26,4 +27,19 @@ pub fn save_nickname(nickname: &str) {
 /// Forgets the remembered nickname (the server refused it, so offering it again would fail).
 pub fn forget_nickname() {
     LocalStorage::delete(NICKNAME_KEY);
+}
+
+/// The `localStorage` key of the mention-notification switch (JSON `true`/`false`).
+const NOTIFY_MENTIONS_KEY: &str = "chat.notify_mentions";
+
+/// Whether the reader turned mention notifications on in an earlier visit (off when never set
+/// or unreadable).
+pub fn load_notify_mentions() -> bool {
+    LocalStorage::get(NOTIFY_MENTIONS_KEY).unwrap_or(false)
+}
+
+/// Remembers the mention-notification switch for the next visit.
+pub fn save_notify_mentions(on: bool) {
+    // Best effort, as for the nickname.
+    let _ignored = LocalStorage::set(NOTIFY_MENTIONS_KEY, on);
 }
