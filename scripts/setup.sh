@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the project needs when it is missing, on a fresh Debian machine with rustup:
 # the wasm target, trunk and wasm-bindgen-cli (for the web page), Node.js (tests run JSONP
-# answers in it), Chromium and its WebDriver (browser tests), and the npm packages of the
-# legacy test pages. Safe to run again: each step is skipped when already done.
+# answers in it), Chromium and its WebDriver (browser tests), the npm packages of the legacy
+# test pages, and Lighthouse (scripts/lighthouse.sh). Safe to run again: each step is skipped
+# when already done.
 #
 # Usage: scripts/setup.sh [run|test|cluster]   (run: only what running the product needs;
 # cluster: only Redis and nginx, for scripts/run-cluster.sh)
@@ -102,6 +103,14 @@ ensure_legacy_pages() {
   fi
 }
 
+ensure_lighthouse() {
+  # Lighthouse for scripts/lighthouse.sh (the release page's audit), from the npm registry.
+  if [ ! -x e2e/lighthouse/node_modules/.bin/lighthouse ]; then
+    log "npm install (Lighthouse, for scripts/lighthouse.sh)"
+    (cd e2e/lighthouse && npm install --no-audit --no-fund --silent)
+  fi
+}
+
 export PATH="$HOME/.cargo/bin:$PATH"
 ensure_web_tools
 if [ "$what" = cluster ]; then
@@ -114,4 +123,5 @@ if [ "$what" = test ]; then
   ensure_node
   ensure_browser
   ensure_legacy_pages
+  ensure_lighthouse
 fi
