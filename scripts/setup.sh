@@ -80,6 +80,10 @@ ensure_browser() {
   if ! fc-list 2>/dev/null | grep -qi "wenquanyi"; then
     apt_install fonts-wqy-zenhei
   fi
+  # And a colour emoji font, so that emoji in messages are not drawn as empty boxes.
+  if ! fc-list 2>/dev/null | grep -qi "Noto Color Emoji"; then
+    apt_install fonts-noto-color-emoji
+  fi
 }
 
 ensure_services() {

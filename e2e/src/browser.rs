@@ -28,7 +28,39 @@ const LOAD_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The browser window size, so that screenshots are comparable.
-const WINDOW_SIZE: &str = "--window-size=1024,768";
+const WINDOW_SIZE: (u32, u32) = (1024, 768);
+
+/// The colour scheme a session's pages see as the reader's preference
+/// (`prefers-color-scheme`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ColorScheme {
+    /// Whatever Chromium's default is (light, in headless Chromium).
+    #[default]
+    Default,
+    /// `prefers-color-scheme: light`.
+    Light,
+    /// `prefers-color-scheme: dark`.
+    Dark,
+}
+
+/// How a browser session is opened: window size (CSS pixels; headless Chromium's viewport is
+/// the whole window) and colour scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BrowserOptions {
+    /// Width and height in CSS pixels.
+    pub window_size: (u32, u32),
+    /// The preferred colour scheme.
+    pub color_scheme: ColorScheme,
+}
+
+impl Default for BrowserOptions {
+    fn default() -> Self {
+        BrowserOptions {
+            window_size: WINDOW_SIZE,
+            color_scheme: ColorScheme::Default,
+        }
+    }
+}
 
 /// A message line as the Yew page shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,16 +120,21 @@ pub struct Browser {
 }
 
 impl Browser {
-    /// Opens a headless Chromium session through `driver`.
+    /// Opens a headless Chromium session through `driver`, shaped by `options`.
     ///
     /// # Errors
     /// chromedriver refuses the session (Chromium missing or crashing).
-    pub(crate) async fn open(driver: &ChromeDriver, label: &str) -> anyhow::Result<Browser> {
+    pub(crate) async fn open(
+        driver: &ChromeDriver,
+        label: &str,
+        options: BrowserOptions,
+    ) -> anyhow::Result<Browser> {
         let profile = tempfile::Builder::new()
             .prefix("chat-e2e-chromium-")
             .tempdir()
             .context("cannot create a Chromium profile folder")?;
-        let args = [
+        let (width, height) = options.window_size;
+        let mut args = vec![
             "--headless".to_owned(),
             "--no-sandbox".to_owned(),
             "--disable-gpu".to_owned(),
@@ -106,9 +143,16 @@ impl Browser {
             "--disable-sync".to_owned(),
             "--no-first-run".to_owned(),
             "--disable-dev-shm-usage".to_owned(),
-            WINDOW_SIZE.to_owned(),
+            format!("--window-size={width},{height}"),
             format!("--user-data-dir={}", profile.path().display()),
         ];
+        // Blink's `preferredColorScheme` setting: 0 is dark, 1 is light (what
+        // `prefers-color-scheme` answers, whatever the machine's theme).
+        match options.color_scheme {
+            ColorScheme::Default => {}
+            ColorScheme::Light => args.push("--blink-settings=preferredColorScheme=1".to_owned()),
+            ColorScheme::Dark => args.push("--blink-settings=preferredColorScheme=0".to_owned()),
+        }
         let mut capabilities = serde_json::Map::new();
         capabilities.insert("browserName".to_owned(), json!("chrome"));
         capabilities.insert(

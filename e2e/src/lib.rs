@@ -35,11 +35,13 @@ mod cluster;
 mod env;
 mod paths;
 mod server;
+mod trunk;
 mod wait;
 
-pub use browser::{texts_of, Browser, ConnectionStatus, ShownMessage};
+pub use browser::{texts_of, Browser, BrowserOptions, ColorScheme, ConnectionStatus, ShownMessage};
 pub use cluster::{Nginx, Redis};
 pub use env::{ChromeDriver, Env, StoredMessage};
 pub use paths::{legacy_page_path, screenshot_dir, target_dir, web_page_dir, workspace_root};
 pub use server::{ChatServer, ServerOptions, StopSignal};
+pub use trunk::{TrunkServe, TRUNK_BIN_VAR};
 pub use wait::{wait_until, Check, POLL_INTERVAL};
