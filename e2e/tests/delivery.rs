@@ -189,6 +189,31 @@ async fn chat_and_shoot(
     let mut shown = Vec::new();
     for (size, label) in [(DESKTOP, "desktop"), (PHONE, "phone")] {
         resize(browser, size).await?;
+        // The reader was following the conversation: its newest line stays in view when the
+        // window changes size.
+        wait_until(
+            SHOW_TIMEOUT,
+            &format!("{label}-{scheme}: the newest line is in view"),
+            || async {
+                let seen = browser
+                    .execute(
+                        "var list = document.getElementById('messages');
+                         var lines = list.querySelectorAll('li.message');
+                         var box = list.getBoundingClientRect();
+                         var last = lines[lines.length - 1].getBoundingClientRect();
+                         return [Math.round(last.top), Math.round(last.bottom),
+                                 Math.round(box.top), Math.round(box.bottom)];",
+                        vec![],
+                    )
+                    .await?;
+                let at = |idx: usize| seen[idx].as_i64().unwrap_or_default();
+                Ok(Check::when(
+                    at(0) >= at(2) - 1 && at(1) <= at(3) + 1,
+                    format_args!("newest line, list (top, bottom): {seen}"),
+                ))
+            },
+        )
+        .await?;
         save_screenshot(browser, &format!("{label}-{scheme}")).await?;
         let looks = looks(browser).await?;
         // The page fills the window; only the message list and the online list scroll.
