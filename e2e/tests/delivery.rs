@@ -289,8 +289,10 @@ async fn page_at_desktop_and_phone_sizes_in_light_and_dark() -> anyhow::Result<(
 }
 
 /// `index.html` holds a static copy of the first screen, painted before the wasm runs; the app
-/// then replaces it. Its words must be the app's, or the page would change under the reader's
-/// eyes (and the largest paint would move to the app's render).
+/// then replaces it. Its words and its layout must be the app's, or the page would change
+/// under the reader's eyes (a layout shift) and the largest paint would move to the app's
+/// render. The copy is laid out again beside the live app (hidden) and each box compared, at
+/// desktop and phone widths.
 #[tokio::test]
 #[ignore = "browser test: run by scripts/test.sh with --ignored"]
 async fn the_static_first_screen_is_the_one_the_app_renders() -> anyhow::Result<()> {
@@ -337,10 +339,73 @@ async fn the_static_first_screen_is_the_one_the_app_renders() -> anyhow::Result<
                 "the app's {key} {text:?} is not in index.html's static first screen"
             );
         }
+        for size in [DESKTOP, PHONE] {
+            resize(&alice, size).await?;
+            let boxes = alice
+                .client()
+                .execute_async(COMPARE_FIRST_SCREEN, vec![])
+                .await
+                .context("laying out the static copy beside the app")?;
+            let moved: Vec<&Value> = boxes
+                .as_array()
+                .ok_or_else(|| anyhow!("the comparison returned {boxes}"))?
+                .iter()
+                .filter(|pair| pair["moved"] == Value::Bool(true))
+                .collect();
+            ensure!(
+                moved.is_empty(),
+                "at {size:?} the static first screen differs from the app's (boxes relative to \
+                 .app: [x, y, width, height]): {moved:?}"
+            );
+        }
         Ok(())
     })
     .await
 }
+
+/// Fetches `/`, lays its static first screen out hidden over the live app (the same place in
+/// the page, so the same styles apply), and compares each box of the copy with the app's,
+/// relative to each one's `.app`. Calls back with `[{copy, app, live, moved}]`.
+const COMPARE_FIRST_SCREEN: &str = "
+    var done = arguments[arguments.length - 1];
+    var pairs = [
+        ['.top-bar', '.top-bar'], ['.title', '.title'], ['.room-switcher', '.room-switcher'],
+        ['.room-switcher input', '#room-input'], ['.room-switcher button', '#room-go'],
+        ['.status', '#connection-status'], ['.nickname-panel', '.nickname-panel'],
+        ['.nickname-form h2', '#nickname-heading'], ['.nickname-form label', '.nickname-form label'],
+        ['.nickname-row input', '#nickname-input'], ['.nickname-row button', '#nickname-submit'],
+        ['.nickname-form .hint', '#nickname-hint'], ['.nickname-form .error', '#nickname-error']
+    ];
+    fetch('/').then(function (answer) { return answer.text(); }).then(function (html) {
+        var parsed = new DOMParser().parseFromString(html, 'text/html');
+        var holder = document.createElement('div');
+        holder.style.position = 'absolute';
+        holder.style.left = '0';
+        holder.style.top = '0';
+        holder.style.width = '100%';
+        holder.style.visibility = 'hidden';
+        holder.appendChild(document.importNode(parsed.querySelector('#app > .app'), true));
+        document.body.appendChild(holder);
+        var copyRoot = holder.querySelector('.app').getBoundingClientRect();
+        var appRoot = document.querySelector('#app > .app').getBoundingClientRect();
+        var place = function (element, root) {
+            if (!element) { return null; }
+            var rect = element.getBoundingClientRect();
+            return [Math.round(rect.left - root.left), Math.round(rect.top - root.top),
+                    Math.round(rect.width), Math.round(rect.height)];
+        };
+        var result = pairs.map(function (pair) {
+            var copy = place(holder.querySelector(pair[0]), copyRoot);
+            var app = place(document.querySelector('#app > .app ' + pair[1]), appRoot);
+            var moved = !copy || !app || copy.some(function (value, idx) {
+                return Math.abs(value - app[idx]) > 1;
+            });
+            return { copy: pair[0], live: pair[1], copyBox: copy, appBox: app, moved: moved };
+        });
+        holder.remove();
+        done(result);
+    }, function (error) { done([{ moved: true, error: String(error) }]); });
+";
 
 /// A browser that refuses the exit beacon (`sendBeacon` returns `false`) still leaves the
 /// room: the page sends the exit with a keepalive fetch, which outlives the closed tab.
