@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the project needs when it is missing, on a fresh Debian machine with rustup:
 # the wasm target, trunk and wasm-bindgen-cli (for the web page), Node.js (tests run JSONP
-# answers in it), Chromium and its WebDriver (browser tests), and the npm packages of the
-# legacy test pages and of the accessibility checks (axe-core). Safe to run again: each step is
-# skipped when already done.
+# answers in it), Chromium and its WebDriver (browser tests), the npm packages of the legacy
+# test pages and of the accessibility checks (axe-core), and Lighthouse (scripts/lighthouse.sh).
+# Safe to run again: each step is skipped when already done.
 #
 # Usage: scripts/setup.sh [run|test|cluster]   (run: only what running the product needs;
 # cluster: only Redis and nginx, for scripts/run-cluster.sh)
@@ -80,6 +80,10 @@ ensure_browser() {
   if ! fc-list 2>/dev/null | grep -qi "wenquanyi"; then
     apt_install fonts-wqy-zenhei
   fi
+  # And a colour emoji font, so that emoji in messages are not drawn as empty boxes.
+  if ! fc-list 2>/dev/null | grep -qi "Noto Color Emoji"; then
+    apt_install fonts-noto-color-emoji
+  fi
 }
 
 ensure_services() {
@@ -112,6 +116,14 @@ ensure_axe() {
   fi
 }
 
+ensure_lighthouse() {
+  # Lighthouse for scripts/lighthouse.sh (the release page's audit), from the npm registry.
+  if [ ! -x e2e/lighthouse/node_modules/.bin/lighthouse ]; then
+    log "npm install (Lighthouse, for scripts/lighthouse.sh)"
+    (cd e2e/lighthouse && npm install --no-audit --no-fund --silent)
+  fi
+}
+
 export PATH="$HOME/.cargo/bin:$PATH"
 ensure_web_tools
 if [ "$what" = cluster ]; then
@@ -125,4 +137,5 @@ if [ "$what" = test ]; then
   ensure_browser
   ensure_legacy_pages
   ensure_axe
+  ensure_lighthouse
 fi

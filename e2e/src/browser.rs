@@ -33,7 +33,39 @@ const LOAD_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The browser window size, so that screenshots are comparable.
-const WINDOW_SIZE: &str = "--window-size=1024,768";
+const WINDOW_SIZE: (u32, u32) = (1024, 768);
+
+/// The colour scheme a session's pages see as the reader's preference
+/// (`prefers-color-scheme`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ColorScheme {
+    /// Whatever Chromium's default is (light, in headless Chromium).
+    #[default]
+    Default,
+    /// `prefers-color-scheme: light`.
+    Light,
+    /// `prefers-color-scheme: dark`.
+    Dark,
+}
+
+/// How a browser session is opened: window size (CSS pixels; headless Chromium's viewport is
+/// the whole window) and colour scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BrowserOptions {
+    /// Width and height in CSS pixels.
+    pub window_size: (u32, u32),
+    /// The preferred colour scheme.
+    pub color_scheme: ColorScheme,
+}
+
+impl Default for BrowserOptions {
+    fn default() -> Self {
+        BrowserOptions {
+            window_size: WINDOW_SIZE,
+            color_scheme: ColorScheme::Default,
+        }
+    }
+}
 
 /// A message line as the Yew page shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,15 +101,6 @@ impl std::fmt::Display for AxeViolation {
         }
         Ok(())
     }
-}
-
-/// The colour scheme the page is shown in (the `prefers-color-scheme` media feature).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ColorScheme {
-    /// `prefers-color-scheme: light`.
-    Light,
-    /// `prefers-color-scheme: dark`.
-    Dark,
 }
 
 /// A Chrome DevTools Protocol command, through chromedriver's `goog/cdp/execute` endpoint
@@ -152,16 +175,21 @@ pub struct Browser {
 }
 
 impl Browser {
-    /// Opens a headless Chromium session through `driver`.
+    /// Opens a headless Chromium session through `driver`, shaped by `options`.
     ///
     /// # Errors
     /// chromedriver refuses the session (Chromium missing or crashing).
-    pub(crate) async fn open(driver: &ChromeDriver, label: &str) -> anyhow::Result<Browser> {
+    pub(crate) async fn open(
+        driver: &ChromeDriver,
+        label: &str,
+        options: BrowserOptions,
+    ) -> anyhow::Result<Browser> {
         let profile = tempfile::Builder::new()
             .prefix("chat-e2e-chromium-")
             .tempdir()
             .context("cannot create a Chromium profile folder")?;
-        let args = [
+        let (width, height) = options.window_size;
+        let mut args = vec![
             "--headless".to_owned(),
             "--no-sandbox".to_owned(),
             "--disable-gpu".to_owned(),
@@ -170,9 +198,16 @@ impl Browser {
             "--disable-sync".to_owned(),
             "--no-first-run".to_owned(),
             "--disable-dev-shm-usage".to_owned(),
-            WINDOW_SIZE.to_owned(),
+            format!("--window-size={width},{height}"),
             format!("--user-data-dir={}", profile.path().display()),
         ];
+        // Blink's `preferredColorScheme` setting: 0 is dark, 1 is light (what
+        // `prefers-color-scheme` answers, whatever the machine's theme).
+        match options.color_scheme {
+            ColorScheme::Default => {}
+            ColorScheme::Light => args.push("--blink-settings=preferredColorScheme=1".to_owned()),
+            ColorScheme::Dark => args.push("--blink-settings=preferredColorScheme=0".to_owned()),
+        }
         let mut capabilities = serde_json::Map::new();
         capabilities.insert("browserName".to_owned(), json!("chrome"));
         capabilities.insert(
@@ -304,6 +339,8 @@ impl Browser {
     /// The command is refused.
     pub async fn emulate_color_scheme(&self, scheme: ColorScheme) -> anyhow::Result<()> {
         let value = match scheme {
+            // An empty value lifts the emulation: Chromium's own preference again.
+            ColorScheme::Default => "",
             ColorScheme::Light => "light",
             ColorScheme::Dark => "dark",
         };
@@ -312,6 +349,9 @@ impl Browser {
             json!({ "features": [{ "name": "prefers-color-scheme", "value": value }] }),
         )
         .await?;
+        if value.is_empty() {
+            return Ok(());
+        }
         let applied = self
             .execute(
                 "return window.matchMedia('(prefers-color-scheme: ' + arguments[0] + ')').matches;",

@@ -12,7 +12,7 @@ use anyhow::{anyhow, ensure, Context};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
-use crate::browser::Browser;
+use crate::browser::{Browser, BrowserOptions};
 use crate::paths::screenshot_dir;
 use crate::server::{jsonp_call, push, ChatServer, ServerOptions};
 use crate::wait::{wait_until, Check};
@@ -201,7 +201,19 @@ impl Env {
     /// # Errors
     /// chromedriver refuses the session.
     pub async fn browser(&self, label: &str) -> anyhow::Result<Browser> {
-        Browser::open(&self.driver, label)
+        self.browser_with(label, BrowserOptions::default()).await
+    }
+
+    /// Opens a new browser session shaped by `options` (window size, colour scheme).
+    ///
+    /// # Errors
+    /// chromedriver refuses the session.
+    pub async fn browser_with(
+        &self,
+        label: &str,
+        options: BrowserOptions,
+    ) -> anyhow::Result<Browser> {
+        Browser::open(&self.driver, label, options)
             .await
             .with_context(|| format!("chromedriver log:\n{}", self.driver.log_tail(20)))
     }

@@ -1,6 +1,7 @@
-//! Harness of the browser end-to-end tests (`tests/browser.rs`): it starts the real
-//! `chat-server` binary and a chromedriver, opens headless Chromium sessions on the Yew page or
-//! on the legacy jQuery page (`legacy/jquery.html`), and waits for what a user would see.
+//! Harness of the browser end-to-end tests (`tests/*.rs`): it starts the real `chat-server`
+//! binary and a chromedriver (and, for the development loop, `trunk serve`), opens headless
+//! Chromium sessions (any window size, light or dark) on the Yew page or on the legacy jQuery
+//! page (`legacy/jquery.html`), and waits for what a user would see.
 //!
 //! The tests are `#[ignore]`d so that `cargo test --workspace` does not need a browser; they
 //! run with `cargo test -p chat-e2e -- --ignored --test-threads=1` once the page is built
@@ -36,9 +37,12 @@ mod env;
 mod paths;
 mod server;
 mod tabs;
+mod trunk;
 mod wait;
 
-pub use browser::{texts_of, AxeViolation, Browser, ColorScheme, ConnectionStatus, ShownMessage};
+pub use browser::{
+    texts_of, AxeViolation, Browser, BrowserOptions, ColorScheme, ConnectionStatus, ShownMessage,
+};
 pub use cluster::{Nginx, Redis};
 pub use env::{ChromeDriver, Env, StoredMessage};
 pub use paths::{
@@ -46,4 +50,5 @@ pub use paths::{
 };
 pub use server::{ChatServer, ServerOptions, StopSignal};
 pub use tabs::Tabs;
+pub use trunk::{TrunkServe, TRUNK_BIN_VAR};
 pub use wait::{wait_until, Check, POLL_INTERVAL};

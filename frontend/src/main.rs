@@ -19,5 +19,13 @@ mod services;
 mod state;
 
 fn main() {
-    yew::Renderer::<components::app::App>::new().render();
+    // index.html holds a static copy of the first screen in `#app`, painted before this runs;
+    // mounting there replaces it (Yew empties its root first). Without it, the body.
+    let root = web_sys::window()
+        .and_then(|window| window.document())
+        .and_then(|document| document.get_element_by_id("app"));
+    match root {
+        Some(root) => yew::Renderer::<components::app::App>::with_root(root).render(),
+        None => yew::Renderer::<components::app::App>::new().render(),
+    };
 }

@@ -6,6 +6,8 @@ use std::rc::Rc;
 
 use chat_shared::Message;
 use gloo_timers::callback::Timeout;
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::JsCast;
 use web_sys::Element;
 use yew::prelude::*;
 
@@ -68,6 +70,34 @@ pub fn MessageList(props: &MessageListProps) -> Html {
                 }
             },
         );
+    }
+
+    {
+        let list_ref = list_ref.clone();
+        let following = following.clone();
+        // The list gets shorter when the window does (a phone turned, its keyboard opened) or
+        // when the composer or the online strip grows; the browser keeps `scrollTop`, which
+        // would leave the newest lines below the fold of a reader who was following them.
+        use_effect_with((), move |_| {
+            let keep_bottom = Closure::<dyn FnMut()>::new({
+                let list_ref = list_ref.clone();
+                move || {
+                    if *following.borrow() {
+                        scroll_to_bottom(&list_ref);
+                    }
+                }
+            });
+            let observer = web_sys::ResizeObserver::new(keep_bottom.as_ref().unchecked_ref()).ok();
+            if let (Some(observer), Some(list)) = (&observer, list_ref.cast::<Element>()) {
+                observer.observe(&list);
+            }
+            move || {
+                if let Some(observer) = observer {
+                    observer.disconnect();
+                }
+                drop(keep_bottom);
+            }
+        });
     }
 
     let onscroll = {

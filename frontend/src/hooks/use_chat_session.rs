@@ -8,8 +8,8 @@
 //!
 //! The task is restarted (cancelling any request in flight) when the nickname changes, when
 //! the browser comes back online (no point waiting out the backoff), and when the page returns
-//! from the back/forward cache (the exit beacon sent on `pagehide` made us leave, so it joins
-//! again).
+//! from the back/forward cache (the exit sent on `pagehide`, a beacon or a keepalive fetch,
+//! made us leave, so it joins again).
 //!
 //! Tabs of the page in the same room under the same name share one poll (see
 //! [`crate::services::tabs`]): each shows the room's recent history itself, then waits to lead
@@ -31,6 +31,7 @@ use yew::prelude::*;
 
 use crate::errors::{describe_wire_error, is_retryable};
 use crate::services::backoff::backoff_delay;
+use crate::services::exit;
 use crate::services::jsonp::{JsonpClient, POLL_TIMEOUT, REQUEST_TIMEOUT};
 use crate::services::storage;
 use crate::services::tabs::{fresh_tab_id, group_key, TabEvent, TabGroup};
@@ -161,7 +162,7 @@ fn listen_to_page(
                 }
             }
             if let Some(name) = joined_as {
-                client.send_exit_beacon(&name, cursor.unwrap_or(Cursor::START));
+                exit::send_exit(&client.exit_url(&name, cursor.unwrap_or(Cursor::START)));
             }
         })
     };

@@ -157,19 +157,15 @@ impl JsonpClient {
         }
     }
 
-    /// Tells the server that `name` leaves, with `navigator.sendBeacon`: the one request a
-    /// browser still delivers while the page is being closed. The beacon is a POST, which the
-    /// server treats as an exit because the query says `method=exit`.
-    ///
-    /// Returns whether the browser queued the beacon.
-    pub fn send_exit_beacon(&self, name: &str, cursor: Cursor) -> bool {
-        let url = request_url(
+    /// The URL of `name`'s exit from this client's room at `cursor`: what the closing page
+    /// sends with `navigator.sendBeacon` or a keepalive fetch (see `services::exit`). Both are
+    /// POSTs, which the server treats as an exit because the query says `method=exit`; no
+    /// callback, since nobody reads the answer.
+    pub fn exit_url(&self, name: &str, cursor: Cursor) -> String {
+        request_url(
             &self.base_url,
             &self.query_of(&ChatRequest::exit(name, cursor)),
-        );
-        web_sys::window()
-            .and_then(|window| window.navigator().send_beacon(&url).ok())
-            .unwrap_or(false)
+        )
     }
 
     /// A callback name no other request of this page is using.
@@ -322,6 +318,21 @@ mod tests {
     use chat_shared::{ErrorCode, Message};
 
     use super::*;
+
+    #[test]
+    fn the_exit_url_names_the_room_the_cursor_and_no_callback() {
+        let legacy = JsonpClient::new("http://h:8973/".into(), None);
+        assert_eq!(
+            legacy.exit_url("小 明", Cursor::from_millis(1_420_070_400_000)),
+            "http://h:8973/?name=%E5%B0%8F+%E6%98%8E&method=exit&time=1420070400000"
+        );
+        let room = RoomName::parse("lobby").expect("a valid room name");
+        let in_room = JsonpClient::new("https://chat.example/chat?v=1".into(), Some(room));
+        assert_eq!(
+            in_room.exit_url("a", Cursor::START),
+            "https://chat.example/chat?v=1&name=a&method=exit&time=0&room=lobby"
+        );
+    }
 
     #[test]
     fn parses_an_answer_with_messages_and_presence() {
