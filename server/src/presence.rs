@@ -8,6 +8,11 @@
 //! [`chat_shared::MAX_ONLINE_NAMES`] names; the snapshot is rebuilt when someone arrives or
 //! leaves and at most once a second otherwise, so that a fan-out to thousands of held pops does
 //! not rebuild it thousands of times.
+//!
+//! Each snapshot has a *presence tag*, a digest of what it says: a client that sends back the
+//! tag it last got (`presence=<tag>`) gets the list again only when it changed, and a client
+//! that sends no `presence` (every legacy page) never gets it (see protocol.md, "Who is
+//! online"). Being a digest of the content, a tag means the same on every instance.
 
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -15,6 +20,7 @@ use std::time::Duration;
 
 use chat_shared::{ANONYMOUS_NAME, MAX_ONLINE_NAMES};
 use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
 
 use crate::backend::PresenceStore;
 use crate::clock::Clock;
@@ -32,6 +38,8 @@ pub struct OnlineSnapshot {
     /// `names` as a JSON array, rendered once per snapshot (a fan-out writes it into thousands
     /// of answers).
     names_json: Box<RawValue>,
+    /// The presence tag: 16 hex digits of the SHA-256 of `names_json` and `count`.
+    tag: String,
 }
 
 impl OnlineSnapshot {
@@ -42,16 +50,31 @@ impl OnlineSnapshot {
             .ok()
             .and_then(|json| RawValue::from_string(json).ok())
             .unwrap_or_else(empty_list);
+        let digest = Sha256::new()
+            .chain_update(names_json.get().as_bytes())
+            .chain_update(count.to_be_bytes())
+            .finalize();
+        let tag = digest[..8]
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
         OnlineSnapshot {
             names,
             count,
             names_json,
+            tag,
         }
     }
 
     /// The answer's `online` list (already rendered) and `onlineCount`.
     pub fn answer_fields(&self) -> (&RawValue, usize) {
         (&self.names_json, self.count)
+    }
+
+    /// The presence tag (`presenceTag`): 16 hex digits, equal for equal lists and counts on
+    /// every instance, different (but for a 2^-64 chance) when they differ.
+    pub fn tag(&self) -> &str {
+        &self.tag
     }
 }
 
@@ -291,6 +314,20 @@ mod tests {
     fn presence_on_manual_clock(linger: Duration) -> (Presence, Arc<ManualClock>) {
         let clock = Arc::new(ManualClock::new(1_420_070_400_000));
         (Presence::new(linger, clock.clone()), clock)
+    }
+
+    #[test]
+    fn presence_tags_follow_the_content_not_the_snapshot() {
+        let tag = |names: &[&str], count| {
+            let names = names.iter().map(|name| (*name).to_owned()).collect();
+            OnlineSnapshot::from_names(names, count).tag().to_owned()
+        };
+        assert_eq!(tag(&["ann", "bob"], 2), tag(&["ann", "bob"], 2));
+        assert_eq!(tag(&["ann"], 1).len(), 16);
+        assert_ne!(tag(&["ann", "bob"], 2), tag(&["ann"], 1));
+        // The same first names, more online beyond them.
+        assert_ne!(tag(&["ann"], 1), tag(&["ann"], 2));
+        assert_ne!(tag(&[], 0), tag(&["ann"], 1));
     }
 
     #[test]

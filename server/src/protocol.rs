@@ -15,6 +15,7 @@ use chat_shared::{
 use serde_json::value::RawValue;
 
 use crate::jsonp;
+use crate::presence::OnlineSnapshot;
 use crate::query::{DecodeError, Query};
 
 /// The longest query string a pop may have, in bytes. A held pop keeps its echoed parameters
@@ -22,7 +23,7 @@ use crate::query::{DecodeError, Query};
 pub const MAX_POP_QUERY_BYTES: usize = 4096;
 
 /// Query parameters the server writes itself; a client's value for them is not echoed.
-const SERVER_FIELDS: [&str; 4] = ["msgList", "error", "online", "onlineCount"];
+const SERVER_FIELDS: [&str; 5] = ["msgList", "error", "online", "onlineCount", "presenceTag"];
 
 /// The most bytes (keys and values) of parameters other than the protocol's own that an answer
 /// echoes; a cache-buster like jQuery's `_=1420070400000` is a few bytes.
@@ -404,6 +405,9 @@ pub struct AnswerWriter {
     echo: Vec<(String, String)>,
     /// The request's `time`, when it is a whole number.
     client_time: Option<Cursor>,
+    /// The request's `presence`: `None` when it sent none (a legacy client, which gets no
+    /// online list), else the presence tag it last got (maybe empty).
+    presence: Option<String>,
 }
 
 impl AnswerWriter {
@@ -443,6 +447,20 @@ impl AnswerWriter {
             callback,
             echo,
             client_time: query.value("time").and_then(Cursor::parse),
+            presence: query.value("presence").map(str::to_owned),
+        }
+    }
+
+    /// What of `online` this request's answer carries: nothing without `presence`; the tag
+    /// alone when the client already has this list; else the list, its count and the tag.
+    fn presence_fields<'s>(
+        &self,
+        online: &'s OnlineSnapshot,
+    ) -> (Option<(&'s RawValue, usize)>, Option<&'s str>) {
+        match &self.presence {
+            None => (None, None),
+            Some(seen) if seen == online.tag() => (None, Some(online.tag())),
+            Some(_) => (Some(online.answer_fields()), Some(online.tag())),
         }
     }
 
@@ -459,29 +477,33 @@ impl AnswerWriter {
         &self,
         time: u64,
         messages: &[Message],
-        online: (&RawValue, usize),
+        online: &OnlineSnapshot,
         notice: Option<&Refusal>,
     ) -> String {
         let notice = notice.map(Refusal::to_wire);
+        let (online, presence_tag) = self.presence_fields(online);
         self.body(&Answer {
             echo: &self.echo,
             time,
             saved: None,
             error: notice.as_ref(),
             msg_list: messages,
-            online: Some(online),
+            online,
+            presence_tag,
         })
     }
 
     /// The answer to a save: the stored name, text and time.
-    pub fn saved(&self, message: &Message, online: (&RawValue, usize)) -> String {
+    pub fn saved(&self, message: &Message, online: &OnlineSnapshot) -> String {
+        let (online, presence_tag) = self.presence_fields(online);
         self.body(&Answer {
             echo: &self.echo,
             time: message.time,
             saved: Some(message),
             error: None,
             msg_list: &[],
-            online: Some(online),
+            online,
+            presence_tag,
         })
     }
 
@@ -496,6 +518,7 @@ impl AnswerWriter {
             error: Some(&error),
             msg_list: &[],
             online: None,
+            presence_tag: None,
         })
     }
 }

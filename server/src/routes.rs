@@ -500,7 +500,7 @@ async fn save(
                 room.left(&message.name);
             }
             state.telemetry.saved(kind);
-            jsonp::response(answer.saved(&message, room.online().answer_fields()))
+            jsonp::response(answer.saved(&message, &room.online()))
         }
         Err(SaveError::Closed) if state.successor_listens.load(Ordering::SeqCst) => {
             match location {
@@ -551,7 +551,7 @@ async fn newest_page(
             let time = messages
                 .last()
                 .map_or_else(|| room.newest_time(), |message| message.time);
-            jsonp::response(answer.page(time, &messages, room.online().answer_fields(), None))
+            jsonp::response(answer.page(time, &messages, &room.online(), None))
         }
         Err(error) => {
             tracing::error!(error = %error, "could not read history");
@@ -577,12 +577,9 @@ async fn earlier_page(
     n: usize,
 ) -> HttpResponse {
     match room.earlier(before, n).await {
-        Ok(page) => jsonp::response(answer.page(
-            page.older_through,
-            &page.messages,
-            room.online().answer_fields(),
-            None,
-        )),
+        Ok(page) => {
+            jsonp::response(answer.page(page.older_through, &page.messages, &room.online(), None))
+        }
         Err(error) => {
             tracing::error!(error = %error, "could not read history");
             refuse(
@@ -627,26 +624,14 @@ async fn pop(
         Some(cursor) => match room.has_reached(cursor, CURSOR_PATIENCE).await {
             Reached::Yes => cursor,
             Reached::Ahead => {
-                return jsonp::response(answer.page(
-                    room.newest_time(),
-                    &[],
-                    room.online().answer_fields(),
-                    None,
-                ))
+                return jsonp::response(answer.page(room.newest_time(), &[], &room.online(), None))
             }
             // Its own cursor back, so that it asks again from where it is.
             Reached::Unknown => {
-                return jsonp::response(answer.page(
-                    cursor.as_millis(),
-                    &[],
-                    room.online().answer_fields(),
-                    None,
-                ))
+                return jsonp::response(answer.page(cursor.as_millis(), &[], &room.online(), None))
             }
         },
-        None => {
-            return jsonp::response(answer.page(newest, &[], room.online().answer_fields(), None))
-        }
+        None => return jsonp::response(answer.page(newest, &[], &room.online(), None)),
     };
     // Subscribe before looking, so a message published in between still wakes us.
     let changes = room.subscribe();
@@ -659,12 +644,7 @@ async fn pop(
             if let Some(notice) = notice {
                 state.telemetry.error_answered(notice.code());
             }
-            return jsonp::response(answer.page(
-                time,
-                &page,
-                room.online().answer_fields(),
-                notice,
-            ));
+            return jsonp::response(answer.page(time, &page, &room.online(), notice));
         }
         Ok(_) => {}
         Err(error) => {
@@ -673,12 +653,7 @@ async fn pop(
         }
     }
     if room.is_shutting_down() {
-        return jsonp::response(answer.page(
-            cursor.as_millis(),
-            &[],
-            room.online().answer_fields(),
-            None,
-        ));
+        return jsonp::response(answer.page(cursor.as_millis(), &[], &room.online(), None));
     }
     // Only a held pop counts its name as online (a name counts while it pushes or holds a
     // pop): pops answered at once cost nothing to send, so they must not fill the list.
@@ -764,19 +739,14 @@ impl HeldPop {
         let snapshot = room.online();
         let body = match waited {
             Ok(Some((page, woke))) => {
-                let body = answer.page(
-                    page[page.len() - 1].time,
-                    &page,
-                    snapshot.answer_fields(),
-                    None,
-                );
+                let body = answer.page(page[page.len() - 1].time, &page, &snapshot, None);
                 state.telemetry.woke(woke.elapsed());
                 body
             }
-            Ok(None) => answer.page(cursor.as_millis(), &[], snapshot.answer_fields(), None),
+            Ok(None) => answer.page(cursor.as_millis(), &[], &snapshot, None),
             Err(error) => {
                 tracing::error!(error = %error, "could not read history");
-                answer.page(cursor.as_millis(), &[], snapshot.answer_fields(), None)
+                answer.page(cursor.as_millis(), &[], &snapshot, None)
             }
         };
         body

@@ -29,6 +29,10 @@ pub struct ChatRequest {
     pub last: Option<usize>,
     /// For a pop with `last`: only messages older than this time (scrolling back).
     pub before: Option<Cursor>,
+    /// Ask for the online list (`presence`): `Some("")` when the client has none yet, else the
+    /// `presenceTag` of the list it has; the answer then carries the list only when it
+    /// changed. `None` (legacy pages): no list at all.
+    pub presence: Option<String>,
 }
 
 impl ChatRequest {
@@ -43,6 +47,7 @@ impl ChatRequest {
             room: None,
             last: None,
             before: None,
+            presence: None,
         }
     }
 
@@ -58,6 +63,7 @@ impl ChatRequest {
             room: None,
             last: None,
             before: None,
+            presence: None,
         }
     }
 
@@ -72,6 +78,7 @@ impl ChatRequest {
             room: None,
             last: None,
             before: None,
+            presence: None,
         }
     }
 
@@ -86,12 +93,14 @@ impl ChatRequest {
             room: None,
             last: None,
             before: None,
+            presence: None,
         }
     }
 
     /// The query string without `?` and without a callback, percent-encoded like
     /// `encodeURIComponent` with spaces as `+` (as jQuery's `$.param` does), parameters in
-    /// the order `name`, `method`, `msg`, `time`, `cid`, `room`, `last`, `before`.
+    /// the order `name`, `method`, `msg`, `time`, `cid`, `room`, `last`, `before`,
+    /// `presence`.
     pub fn to_query(&self) -> String {
         let mut query = format!("name={}", encode_component(&self.name));
         if let Some(method) = self.method {
@@ -119,6 +128,10 @@ impl ChatRequest {
         if let Some(before) = self.before {
             query.push_str(&format!("&before={before}"));
         }
+        if let Some(tag) = &self.presence {
+            query.push_str("&presence=");
+            query.push_str(&encode_component(tag));
+        }
         query
     }
 
@@ -141,6 +154,15 @@ impl ChatRequest {
         ChatRequest {
             last: Some(last),
             before: Some(before),
+            ..self
+        }
+    }
+
+    /// The same request asking for the online list unless it is still the one tagged `tag`
+    /// (`""`: the client has none).
+    pub fn with_presence(self, tag: &str) -> ChatRequest {
+        ChatRequest {
+            presence: Some(tag.to_owned()),
             ..self
         }
     }
@@ -210,6 +232,18 @@ mod tests {
                 .with_before(50, Cursor::from_millis(5))
                 .to_query(),
             "name=a&method=pop&time=9&last=50&before=5"
+        );
+        assert_eq!(
+            ChatRequest::pop("a", Cursor::from_millis(9))
+                .with_presence("")
+                .to_query(),
+            "name=a&method=pop&time=9&presence="
+        );
+        assert_eq!(
+            ChatRequest::join("a")
+                .with_presence("0123456789abcdef")
+                .to_query(),
+            "name=a&presence=0123456789abcdef"
         );
     }
 }

@@ -11,9 +11,10 @@ use crate::Message;
 /// Shape, in this order: the request's parameters echoed back as strings, as the original server
 /// did (`time` among them written as the answer's number, and for a save `name` and `msg` as
 /// stored); then the server's fields the request did not echo: `name` and `msg` of a save,
-/// `error`, `time`; then `msgList`, and `online` with `onlineCount` when given.
-/// The server never echoes a parameter named like one of its list fields (`msgList`, `error`,
-/// `online`, `onlineCount`); the caller leaves those out of [`Answer::echo`].
+/// `error`, `time`; then `msgList`, `online` with `onlineCount` when given, and `presenceTag`
+/// when the client asked for presence.
+/// The server never echoes a parameter named like one of its own fields (`msgList`, `error`,
+/// `online`, `onlineCount`, `presenceTag`); the caller leaves those out of [`Answer::echo`].
 #[derive(Debug, Clone, Copy)]
 pub struct Answer<'a> {
     /// The echoed parameters, `(key, value)` in request order, duplicates removed.
@@ -29,6 +30,9 @@ pub struct Answer<'a> {
     /// Who is online: the names as an already-rendered JSON array (rendered once per presence
     /// snapshot, not once per answer), and how many are online in all.
     pub online: Option<(&'a RawValue, usize)>,
+    /// The presence tag of the online list the answer stands for (`presenceTag`): sent to a
+    /// client that asked for presence, with or without the list.
+    pub presence_tag: Option<&'a str>,
 }
 
 impl Serialize for Answer<'_> {
@@ -71,6 +75,9 @@ impl Serialize for Answer<'_> {
             map.serialize_entry("online", names)?;
             map.serialize_entry("onlineCount", &count)?;
         }
+        if let Some(tag) = self.presence_tag {
+            map.serialize_entry("presenceTag", tag)?;
+        }
         map.end()
     }
 }
@@ -79,7 +86,7 @@ impl Serialize for Answer<'_> {
 /// extra fields are ignored here.
 ///
 /// Shape: `{..echoed parameters.., "time": <ms>, "msgList": [Message...], "error"?: WireError,
-/// "online"?: [names], "onlineCount"?: n}`.
+/// "online"?: [names], "onlineCount"?: n, "presenceTag"?: "<16 hex digits>"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ChatResponse {
     /// The cursor to send with the next pop, in milliseconds since the Unix epoch.
@@ -97,6 +104,11 @@ pub struct ChatResponse {
     /// How many names are online in all (the list may be cut at [`MAX_ONLINE_NAMES`]).
     #[serde(rename = "onlineCount", default)]
     pub online_count: Option<u64>,
+    /// The presence tag of the online list as of this answer (`presenceTag`), when the request
+    /// sent `presence`: sent back with the next request, it keeps the list out of answers until
+    /// it changes.
+    #[serde(rename = "presenceTag", default)]
+    pub presence_tag: Option<String>,
 }
 
 /// The most names an answer's `online` list carries.
@@ -242,10 +254,11 @@ mod tests {
             error: None,
             msg_list: &[],
             online: Some((&names, 1)),
+            presence_tag: Some("0123456789abcdef"),
         };
         assert_eq!(
             serde_json::to_string(&saved).expect("serializes"),
-            r#"{"name":"a","method":"push","msg":"hi","time":7,"msgList":[],"online":["a"],"onlineCount":1}"#
+            r#"{"name":"a","method":"push","msg":"hi","time":7,"msgList":[],"online":["a"],"onlineCount":1,"presenceTag":"0123456789abcdef"}"#
         );
         let echoed = echo(&[("callback", "cb")]);
         let error = WireError {
@@ -259,6 +272,7 @@ mod tests {
             error: Some(&error),
             msg_list: &[],
             online: None,
+            presence_tag: None,
         };
         assert_eq!(
             serde_json::to_string(&refused).expect("serializes"),

@@ -52,6 +52,9 @@ struct SessionMemory {
     group: Weak<TabGroup>,
     /// Whether this tab leads its group (polls for all).
     leading: bool,
+    /// The `presenceTag` of the online list shown (empty: none yet), sent as `presence` so
+    /// that answers carry the list only when it changed.
+    presence_tag: String,
 }
 
 impl Default for SessionMemory {
@@ -62,6 +65,7 @@ impl Default for SessionMemory {
             tab_id: fresh_tab_id(),
             group: Weak::new(),
             leading: false,
+            presence_tag: String::new(),
         }
     }
 }
@@ -274,12 +278,17 @@ fn follow_leader(
                 messages,
                 online,
                 online_count,
+                presence_tag,
                 trimmed,
             } => {
                 {
                     let mut memory = memory.borrow_mut();
                     memory.joined_as = Some(name.clone());
                     memory.cursor = Some(Cursor::from_millis(cursor));
+                    // The tag of the list shown, for when this tab leads.
+                    if let Some(tag) = presence_tag {
+                        memory.presence_tag = tag;
+                    }
                 }
                 group.refresh_others();
                 if trimmed {
@@ -357,6 +366,7 @@ impl Relay {
         messages: Vec<Message>,
         online: Option<Vec<String>>,
         online_count: Option<u64>,
+        presence_tag: Option<String>,
         trimmed: bool,
     ) {
         // This tab first, so that it never shows less than the tabs it relays to.
@@ -365,6 +375,7 @@ impl Relay {
             messages: messages.clone(),
             online: online.clone(),
             online_count,
+            presence_tag,
             trimmed,
         });
         if trimmed {
@@ -408,9 +419,12 @@ async fn load_recent_history(
     dispatcher: &Dispatcher,
 ) {
     let cursor = memory.borrow().cursor.unwrap_or(Cursor::START);
-    let request = ChatRequest::pop(name, cursor).with_last(HISTORY_ON_ARRIVAL);
+    let request = ChatRequest::pop(name, cursor)
+        .with_last(HISTORY_ON_ARRIVAL)
+        .with_presence(&presence_tag(memory));
     if let Ok(answer) = client.send(&request, REQUEST_TIMEOUT).await {
         if answer.error.is_none() {
+            keep_presence_tag(memory, answer.presence_tag.as_deref());
             // Never back: in a tab group the leader's answers may already have moved it on
             // (anything between is in this answer or in theirs).
             let newest = Cursor::from_millis(answer.time);
@@ -449,9 +463,11 @@ async fn join(client: &JsonpClient, name: &str, memory: &Memory, relay: &Relay) 
 
     let mut attempt = 0;
     loop {
-        let failure = match client.send(&ChatRequest::join(name), REQUEST_TIMEOUT).await {
+        let request = ChatRequest::join(name).with_presence(&presence_tag(memory));
+        let failure = match client.send(&request, REQUEST_TIMEOUT).await {
             Ok(answer) => match answer.error {
                 None => {
+                    keep_presence_tag(memory, answer.presence_tag.as_deref());
                     let cursor = {
                         let mut memory = memory.borrow_mut();
                         memory.joined_as = Some(name.to_owned());
@@ -474,6 +490,7 @@ async fn join(client: &JsonpClient, name: &str, memory: &Memory, relay: &Relay) 
                         vec![join_line],
                         answer.online,
                         answer.online_count,
+                        answer.presence_tag,
                         false,
                     );
                     return true;
@@ -497,7 +514,10 @@ async fn poll(client: &JsonpClient, name: &str, memory: &Memory, relay: &Relay) 
     loop {
         let cursor = memory.borrow().cursor.unwrap_or(Cursor::START);
         let failure = match client
-            .send(&ChatRequest::pop(name, cursor), POLL_TIMEOUT)
+            .send(
+                &ChatRequest::pop(name, cursor).with_presence(&presence_tag(memory)),
+                POLL_TIMEOUT,
+            )
             .await
         {
             Ok(answer) => {
@@ -519,6 +539,7 @@ async fn poll(client: &JsonpClient, name: &str, memory: &Memory, relay: &Relay) 
                     }
                     _ => {
                         attempt = 0;
+                        keep_presence_tag(memory, answer.presence_tag.as_deref());
                         // Taken as is, even when it goes backwards: a server that lost its
                         // newest messages answers with its own newest time, and only that
                         // cursor gets us new messages again.
@@ -529,6 +550,7 @@ async fn poll(client: &JsonpClient, name: &str, memory: &Memory, relay: &Relay) 
                             answer.msg_list,
                             answer.online,
                             answer.online_count,
+                            answer.presence_tag,
                             trimmed,
                         );
                         continue;
@@ -539,6 +561,18 @@ async fn poll(client: &JsonpClient, name: &str, memory: &Memory, relay: &Relay) 
         };
         attempt += 1;
         wait_before_retry(attempt, failure, relay).await;
+    }
+}
+
+/// The `presence` to send: the tag of the online list shown.
+fn presence_tag(memory: &Memory) -> String {
+    memory.borrow().presence_tag.clone()
+}
+
+/// Remembers the tag of an answer's online list (an answer without one leaves it).
+fn keep_presence_tag(memory: &Memory, tag: Option<&str>) {
+    if let Some(tag) = tag {
+        memory.borrow_mut().presence_tag = tag.to_owned();
     }
 }
 

@@ -90,6 +90,9 @@ pub enum TabEvent {
         online: Option<Vec<String>>,
         /// `onlineCount`, when the answer had it.
         online_count: Option<u64>,
+        /// `presenceTag`, when the answer had it: the tag of the online list shown.
+        #[serde(default)]
+        presence_tag: Option<String>,
         /// The answer said `history_trimmed`.
         #[serde(default)]
         trimmed: bool,
@@ -401,12 +404,13 @@ mod tests {
             messages: vec![Message::new("ann", "hi", 7)],
             online: Some(vec!["ann".into()]),
             online_count: Some(1),
+            presence_tag: Some("0123456789abcdef".into()),
             trimmed: false,
         };
         let text = serde_json::to_string(&answer).expect("an event serializes");
         let read = serde_json::from_str::<TabEvent>(&text).expect("its own JSON reads back");
         assert_eq!(read, answer);
-        // An older build's answer without `trimmed` still reads.
+        // An older build's answer without `trimmed` or `presence_tag` still reads.
         let old = r#"{"kind":"answer","cursor":1,"messages":[],"online":null,"online_count":null}"#;
         assert!(matches!(
             serde_json::from_str::<TabEvent>(old),

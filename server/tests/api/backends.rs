@@ -51,7 +51,10 @@ async fn the_protocol_is_the_same(backend: Backend) {
 
     let held = {
         let client = app.client.clone();
-        let url = format!("{}?name=bob&method=pop&time={first}", app.base_url);
+        let url = format!(
+            "{}?name=bob&method=pop&time={first}&presence=",
+            app.base_url
+        );
         tokio::spawn(async move { get_text(&client, &url).await })
     };
     app.wait_for_held(1).await;
@@ -170,7 +173,7 @@ async fn a_push_on_one_instance_wakes_held_pops_on_the_others() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let answer = apps[2]
-            .call("/?name=carol&method=pop&time=x", "callback")
+            .call("/?name=carol&method=pop&time=x&presence=", "callback")
             .await;
         if answer["online"]
             .as_array()

@@ -18,6 +18,7 @@ mod methods;
 mod metrics;
 mod names;
 mod page;
+mod presence;
 mod process;
 mod protocol;
 mod restart;

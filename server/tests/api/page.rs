@@ -115,32 +115,38 @@ async fn the_page_is_served_to_browsers_and_chat_requests_are_unchanged() {
 async fn the_online_list_follows_saves_pops_and_exits() {
     let app = spawn_app_with(|settings| settings.poll_timeout = 0.5).await;
     app.call("/?name=alice", "callback").await;
-    let joined = app.call("/?name=bob", "callback").await;
+    let joined = app.call("/?name=bob&presence=", "callback").await;
     assert_eq!(joined["online"], serde_json::json!(["alice", "bob"]));
     assert_eq!(joined["onlineCount"], 2);
     let time = joined["time"].as_u64().unwrap();
 
     // A reader that only polls is online too; the anonymous placeholder is never listed.
     let popped = app
-        .call(&format!("/?name=carol&method=pop&time={time}"), "callback")
+        .call(
+            &format!("/?name=carol&method=pop&time={time}&presence="),
+            "callback",
+        )
         .await;
     assert_eq!(
         popped["online"],
         serde_json::json!(["alice", "bob", "carol"])
     );
     let anonymous = app
-        .call(&format!("/?method=pop&time={time}"), "callback")
+        .call(&format!("/?method=pop&time={time}&presence="), "callback")
         .await;
     assert_eq!(anonymous["onlineCount"], 3);
 
     let left = app
-        .call(&format!("/?name=bob&method=exit&time={time}"), "callback")
+        .call(
+            &format!("/?name=bob&method=exit&time={time}&presence="),
+            "callback",
+        )
         .await;
     assert_eq!(left["online"], serde_json::json!(["alice", "carol"]));
 
     // Errors carry no list.
     let refused = app
-        .call("/?name=a&method=push&msg=&time=1", "callback")
+        .call("/?name=a&method=push&msg=&time=1&presence=", "callback")
         .await;
     assert!(refused.get("online").is_none());
 }
@@ -154,23 +160,23 @@ async fn names_not_seen_for_the_hold_time_plus_grace_leave_the_list() {
         settings.presence_grace = 0.2;
     })
     .await;
-    let joined = app.call("/?name=dora", "callback").await;
+    let joined = app.call("/?name=dora&presence=", "callback").await;
     assert_eq!(joined["online"], serde_json::json!(["dora"]));
     clock.advance(Duration::from_millis(399));
-    let soon = app.call("/?name=eve", "callback").await;
+    let soon = app.call("/?name=eve&presence=", "callback").await;
     assert_eq!(
         soon["online"],
         serde_json::json!(["dora", "eve"]),
         "dora is online until 0.4 s have passed"
     );
     clock.advance(Duration::from_millis(1));
-    let later = app.call("/?name=fred", "callback").await;
+    let later = app.call("/?name=fred&presence=", "callback").await;
     assert_eq!(
         later["online"],
         serde_json::json!(["eve", "fred"]),
         "dora left after 0.4 s"
     );
     clock.advance(Duration::from_secs(3600));
-    let much_later = app.call("/?name=gail", "callback").await;
+    let much_later = app.call("/?name=gail&presence=", "callback").await;
     assert_eq!(much_later["online"], serde_json::json!(["gail"]));
 }

@@ -11,7 +11,7 @@ async fn join_without_time_saves_the_default_message_and_answers_with_its_time()
     assert_eq!(
         answer.body,
         "/**/wfQuery_1420016009253({\"name\":\"小小兵\",\"callback\":\"wfQuery_1420016009253\",\"__t\":\"1420016009253\",\
-         \"msg\":\"加入聊天室\",\"time\":1420070400000,\"msgList\":[],\"online\":[\"小小兵\"],\"onlineCount\":1});"
+         \"msg\":\"加入聊天室\",\"time\":1420070400000,\"msgList\":[]});"
     );
     let saved = app.pop(0).await;
     assert_eq!(
@@ -44,7 +44,7 @@ async fn echo_keeps_every_parameter_in_order_and_the_first_of_duplicates() {
     assert_eq!(
         answer.body,
         "/**/cb({\"name\":\"a\",\"method\":\"push\",\"msg\":\"x\",\"time\":1420070400000,\"callback\":\"cb\",\"_\":\"99\",\
-         \"extra\":\"中\",\"msgList\":[],\"online\":[\"a\"],\"onlineCount\":1});"
+         \"extra\":\"中\",\"msgList\":[]});"
     );
 }
 
@@ -195,14 +195,19 @@ async fn a_client_cannot_fake_the_server_fields() {
     let newest = app.push("a", "x").await;
     let answer = app
         .call(
-            "/?method=pop&time=0&error=boom&msgList=1&online=2",
+            "/?method=pop&time=0&error=boom&msgList=1&online=2&onlineCount=3&presenceTag=x&presence=",
             "callback",
         )
         .await;
     assert!(answer.get("error").is_none(), "{answer}");
     assert!(
-        answer["online"].is_array(),
+        answer["online"].is_array() && answer["onlineCount"].is_u64(),
         "the server's list, not the client's: {answer}"
+    );
+    assert_eq!(
+        answer["presenceTag"].as_str().map(str::len),
+        Some(16),
+        "the server's tag, not the client's: {answer}"
     );
     assert_eq!(answer["time"], newest);
 }

@@ -16,7 +16,7 @@ use crate::support::{
 /// Pushes `msg` by `name` into `room`; returns the answer.
 async fn push_in(app: &TestApp, room: &str, name: &str, msg: &str) -> Value {
     app.call(
-        &format!("/?name={name}&method=push&msg={msg}&time=1&room={room}"),
+        &format!("/?name={name}&method=push&msg={msg}&time=1&room={room}&presence="),
         "callback",
     )
     .await
@@ -61,7 +61,7 @@ async fn named_rooms_keep_their_own_history_wake_ups_and_presence() {
     let held = {
         let client = app.client.clone();
         let url = format!(
-            "{}?name=carl&method=pop&time={newest_a}&room=a",
+            "{}?name=carl&method=pop&time={newest_a}&room=a&presence=",
             app.base_url
         );
         tokio::spawn(async move { get_text(&client, &url).await })
