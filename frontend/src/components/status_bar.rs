@@ -12,7 +12,7 @@ pub struct StatusBarProps {
     pub status: ConnectionStatus,
     /// The server's address, shown as a tooltip.
     pub server: String,
-    /// How this tab gets new messages: in `data-poll`, and said in the tooltip.
+    /// How this tab gets new messages, in `data-poll`.
     #[prop_or_default]
     pub poll_role: PollRole,
 }
@@ -45,11 +45,6 @@ pub fn StatusBar(props: &StatusBarProps) -> Html {
         ConnectionStatus::Offline => ("offline", None),
     };
     let key = props.status.key();
-    let sharing = match props.poll_role {
-        PollRole::Alone => "",
-        PollRole::Leader => " (this tab listens for your other tabs in this room)",
-        PollRole::Follower => " (another of your tabs in this room listens for this one)",
-    };
 
     html! {
         <p
@@ -57,7 +52,7 @@ pub fn StatusBar(props: &StatusBarProps) -> Html {
             class={classes!("status", format!("status-{key}"))}
             data-state={key}
             data-poll={props.poll_role.key()}
-            title={format!("Server: {}{sharing}", props.server)}
+            title={format!("Server: {}", props.server)}
         >
             <span class="status-dot" aria-hidden="true"></span>
             <span role="status" class="status-word">{ word }</span>
