@@ -12,6 +12,7 @@
 //! (`Browser::cdp`: colour scheme, time zone, scripts run before the page's own) and checks the
 //! page with axe-core (`Browser::axe_violations`, `Browser::assert_accessible`).
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -24,7 +25,7 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 
 use crate::env::ChromeDriver;
-use crate::paths::{axe_script_path, legacy_page_path};
+use crate::paths::{axe_script_path, legacy_page_path, screenshot_dir};
 use crate::wait::{wait_until, Check};
 
 /// How long a page may take to load and mount (the first wasm load included).
@@ -284,6 +285,23 @@ impl Browser {
             self.closed.store(true, Ordering::SeqCst);
         }
         Ok(())
+    }
+
+    /// Saves a screenshot of the current tab as `target/e2e-screenshots/<file_name>` and
+    /// returns the path.
+    ///
+    /// # Errors
+    /// The screenshot cannot be taken or written.
+    pub async fn save_screenshot(&self, file_name: &str) -> anyhow::Result<PathBuf> {
+        let path = screenshot_dir()?.join(file_name);
+        let png = self
+            .client
+            .screenshot()
+            .await
+            .with_context(|| format!("taking {}'s screenshot", self.label))?;
+        std::fs::write(&path, png).with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("screenshot: {}", path.display());
+        Ok(path)
     }
 
     /// Runs `script` (a function body; `arguments` holds `args`) and returns its value.

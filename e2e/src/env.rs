@@ -14,7 +14,7 @@ use tempfile::TempDir;
 
 use crate::browser::{Browser, BrowserOptions};
 use crate::paths::screenshot_dir;
-use crate::server::{jsonp_call, push, ChatServer, ServerOptions};
+use crate::server::{jsonp_call, push, push_in_room, ChatServer, ServerOptions};
 use crate::wait::{wait_until, Check};
 
 /// Chromium, unless `CHAT_E2E_CHROMIUM` names another binary.
@@ -117,15 +117,20 @@ impl ChromeDriver {
 
 impl Drop for ChromeDriver {
     fn drop(&mut self) {
-        // The whole group: chromedriver and the browsers it started (ours only: the group id is
-        // the pid of the chromedriver we spawned).
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.child.id())])
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // The whole group: chromedriver and the browsers it started.
+        kill_process_group(&mut self.child);
     }
+}
+
+/// Kills `child` and every process of its group (a child spawned as a group leader, so that
+/// the group is ours only), and reaps it.
+pub(crate) fn kill_process_group(child: &mut std::process::Child) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .stderr(Stdio::null())
+        .status();
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// Removes `<scenario>-failure-*.png` left by an earlier run, so that the folder only shows
@@ -276,15 +281,7 @@ impl Env {
             Some(suffix) => format!("{}-{suffix}.png", self.name),
             None => format!("{}.png", self.name),
         };
-        let path = screenshot_dir()?.join(file_name);
-        let png = browser
-            .client()
-            .screenshot()
-            .await
-            .with_context(|| format!("taking {}'s screenshot", browser.label()))?;
-        std::fs::write(&path, png).with_context(|| format!("cannot write {}", path.display()))?;
-        eprintln!("screenshot: {}", path.display());
-        Ok(path)
+        browser.save_screenshot(&file_name).await
     }
 
     /// Saves a message as `name` over plain HTTP (a bare script-tag push); returns its time.
@@ -295,6 +292,16 @@ impl Env {
         push(&self.http, &self.server.base_url(), name, text)
             .await
             .with_context(|| format!("pushing {text:?} as {name:?}"))
+    }
+
+    /// Saves `text` as `name` in the named `room` over plain HTTP; returns its time.
+    ///
+    /// # Errors
+    /// The server refuses it or cannot be reached.
+    pub async fn push_in_room(&self, room: &str, name: &str, text: &str) -> anyhow::Result<u64> {
+        push_in_room(&self.http, &self.server.base_url(), Some(room), name, text)
+            .await
+            .with_context(|| format!("pushing {text:?} as {name:?} in #{room}"))
     }
 
     /// The server's `/healthz` object.

@@ -432,12 +432,27 @@ pub(crate) async fn push(
     name: &str,
     text: &str,
 ) -> anyhow::Result<u64> {
+    push_in_room(http, base_url, None, name, text).await
+}
+
+/// Saves `text` as `name` in `room` (`None`: the legacy room) with a bare script-tag push;
+/// returns its time.
+pub(crate) async fn push_in_room(
+    http: &reqwest::Client,
+    base_url: &str,
+    room: Option<&str>,
+    name: &str,
+    text: &str,
+) -> anyhow::Result<u64> {
     let mut url = reqwest::Url::parse(base_url).context("bad server URL")?;
     url.query_pairs_mut()
         .append_pair("name", name)
         .append_pair("method", "push")
         .append_pair("msg", text)
         .append_pair("time", "1");
+    if let Some(room) = room {
+        url.query_pairs_mut().append_pair("room", room);
+    }
     let answer = jsonp_call(http, url).await?;
     ensure!(answer.get("error").is_none(), "push refused: {answer}");
     answer["time"]

@@ -147,14 +147,8 @@ impl TrunkServe {
 
 impl Drop for TrunkServe {
     fn drop(&mut self) {
-        // The whole group: trunk and the cargo or wasm-bindgen it may be running (ours only:
-        // the group id is the pid of the trunk we spawned).
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.child.id())])
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // The whole group: trunk and the cargo or wasm-bindgen it may be running.
+        crate::env::kill_process_group(&mut self.child);
     }
 }
 

@@ -746,35 +746,12 @@ async fn legacy_jquery1_and_jquery3_pages_chat_with_each_other() -> anyhow::Resu
 #[ignore = "browser test: run by scripts/test.sh with --ignored"]
 async fn a_newcomer_sees_the_rooms_recent_history_and_rooms_are_apart() -> anyhow::Result<()> {
     let env = Env::start("rooms_and_history", ServerOptions::default()).await?;
-    let http = reqwest::Client::new();
     let base = env.server.base_url();
-    let say = |room: &str, name: &str, text: &str| {
-        let url = reqwest::Url::parse(&base).map(|mut url| {
-            url.query_pairs_mut()
-                .append_pair("name", name)
-                .append_pair("method", "push")
-                .append_pair("msg", text)
-                .append_pair("time", "1")
-                .append_pair("room", room);
-            url
-        });
-        let http = http.clone();
-        async move {
-            let body = http
-                .get(url?)
-                .send()
-                .await?
-                .error_for_status()?
-                .text()
-                .await?;
-            ensure!(!body.contains("\"error\""), "push refused: {body}");
-            anyhow::Ok(())
-        }
-    };
     for n in 1..=3 {
-        say("lobby", "early", &format!("lobby said {n}")).await?;
+        env.push_in_room("lobby", "early", &format!("lobby said {n}"))
+            .await?;
     }
-    say("", "early", "the main room said this").await?;
+    env.push("early", "the main room said this").await?;
 
     let newcomer = env.browser("newcomer").await?;
     let main = env.browser("main").await?;
@@ -808,7 +785,7 @@ async fn a_newcomer_sees_the_rooms_recent_history_and_rooms_are_apart() -> anyho
             )
             .await?;
         ensure!(focused == json!("message-input"), "focus went to {focused}");
-        say("", "early", "main again").await?;
+        env.push("early", "main again").await?;
         main.wait_for_message("main again", SHOW_TIMEOUT).await?;
         let in_main = main.message_texts().await?;
         ensure!(

@@ -9,9 +9,7 @@
 use std::time::Duration;
 
 use anyhow::{anyhow, ensure, Context};
-use chat_e2e::{
-    screenshot_dir, wait_until, Browser, BrowserOptions, Check, ColorScheme, Env, ServerOptions,
-};
+use chat_e2e::{wait_until, Browser, BrowserOptions, Check, ColorScheme, Env, ServerOptions};
 use serde_json::Value;
 
 /// How long a message, a join or a leave may take to show on a page or reach the server.
@@ -34,19 +32,6 @@ fn long_message() -> String {
             .repeat(3),
         "a-very-long-path-without-any-space".repeat(4)
     )
-}
-
-/// Saves `browser`'s screenshot as `target/e2e-screenshots/<name>.png`.
-async fn save_screenshot(browser: &Browser, name: &str) -> anyhow::Result<()> {
-    let path = screenshot_dir()?.join(format!("{name}.png"));
-    let png = browser
-        .client()
-        .screenshot()
-        .await
-        .with_context(|| format!("taking {}'s screenshot", browser.label()))?;
-    std::fs::write(&path, png).with_context(|| format!("cannot write {}", path.display()))?;
-    eprintln!("screenshot: {}", path.display());
-    Ok(())
 }
 
 /// Resizes the window so that the page's viewport is `size`, and waits until it is. The
@@ -214,7 +199,9 @@ async fn chat_and_shoot(
             },
         )
         .await?;
-        save_screenshot(browser, &format!("{label}-{scheme}")).await?;
+        browser
+            .save_screenshot(&format!("{label}-{scheme}.png"))
+            .await?;
         let looks = looks(browser).await?;
         // The page fills the window; only the message list and the online list scroll.
         ensure!(

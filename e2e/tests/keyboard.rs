@@ -130,7 +130,7 @@ async fn a_hidden_tab_counts_unread_messages_in_its_title() -> anyhow::Result<()
         // gets the messages and relays them to the second).
         tabs.open(&url).await?;
         for text in ["first news", "second news"] {
-            push_to_room(&env, "news", "editor", text).await?;
+            env.push_in_room("news", "editor", text).await?;
         }
         browser
             .wait_for_message("second news", SHOW_TIMEOUT)
@@ -158,18 +158,4 @@ async fn a_hidden_tab_counts_unread_messages_in_its_title() -> anyhow::Result<()
         Ok(())
     })
     .await
-}
-
-/// Saves `text` as `name` in `room` through the server's HTTP API.
-async fn push_to_room(env: &Env, room: &str, name: &str, text: &str) -> anyhow::Result<()> {
-    let mut url = reqwest::Url::parse(&env.server.base_url())?;
-    url.query_pairs_mut()
-        .append_pair("name", name)
-        .append_pair("method", "push")
-        .append_pair("msg", text)
-        .append_pair("time", "1")
-        .append_pair("room", room);
-    let body = reqwest::get(url).await?.error_for_status()?.text().await?;
-    ensure!(!body.contains("\"error\""), "push refused: {body}");
-    Ok(())
 }

@@ -573,11 +573,16 @@ mod tests {
         Message::new("a", time.to_string(), time)
     }
 
-    #[tokio::test]
-    async fn earlier_pages_come_from_the_cache_while_it_reaches_back_then_from_the_backend() {
+    /// A room (pages of 10) over a [`LaggingBackend`] holding `stored`, whose subscribers have
+    /// heard of messages up to `heard` only, with `memory_messages` in the cache.
+    async fn lagging_room(
+        stored: Vec<Message>,
+        heard: u64,
+        memory_messages: usize,
+    ) -> (Arc<LaggingBackend>, Room) {
         let backend = Arc::new(LaggingBackend {
-            stored: Mutex::new((1..=10).map(message).collect()),
-            news: watch::channel(10).0,
+            stored: Mutex::new(stored),
+            news: watch::channel(heard).0,
         });
         let room = Room::start(
             backend.clone(),
@@ -587,11 +592,17 @@ mod tests {
             )),
             RoomLimits {
                 page_size: 10,
-                memory_messages: 4,
+                memory_messages,
             },
         )
         .await
         .expect("starts");
+        (backend, room)
+    }
+
+    #[tokio::test]
+    async fn earlier_pages_come_from_the_cache_while_it_reaches_back_then_from_the_backend() {
+        let (backend, room) = lagging_room((1..=10).map(message).collect(), 10, 4).await;
         // The cache holds 7 to 10; older pages come from the backend, which the test then
         // empties to tell where each page came from.
         let from_cache = room
@@ -643,23 +654,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_cursor_another_instance_gave_is_waited_for_not_taken_for_a_time_from_the_future() {
-        let backend = Arc::new(LaggingBackend {
-            stored: Mutex::new(vec![message(1), message(2), message(3)]),
-            news: watch::channel(2).0,
-        });
-        let room = Room::start(
-            backend.clone(),
-            Arc::new(Presence::new(
-                Duration::from_secs(1),
-                Arc::new(crate::clock::SystemClock),
-            )),
-            RoomLimits {
-                page_size: 10,
-                memory_messages: 10,
-            },
-        )
-        .await
-        .expect("starts");
+        let (backend, room) = lagging_room(vec![message(1), message(2), message(3)], 2, 10).await;
         assert_eq!(room.newest_time(), 2, "this instance has heard of 2 only");
         let waiting = {
             let room = room.clone();

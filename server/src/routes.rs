@@ -16,7 +16,7 @@ use actix_web::http::Method as HttpMethod;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chat_shared::{Cursor, MessageText, Nickname};
 
-use crate::backend::{BackendStatus, Draft};
+use crate::backend::{BackendError, BackendStatus, Draft};
 use crate::config::Settings;
 use crate::hangup::{PeerSide, WatchedConnection};
 use crate::jsonp;
@@ -553,16 +553,24 @@ async fn newest_page(
                 .map_or_else(|| room.newest_time(), |message| message.time);
             jsonp::response(answer.page(time, &messages, &room.online(), None))
         }
-        Err(error) => {
-            tracing::error!(error = %error, "could not read history");
-            refuse(
-                state,
-                answer,
-                &Refusal::HistoryUnreadable,
-                room.newest_time(),
-            )
-        }
+        Err(error) => history_unreadable(state, &room, answer, &error),
     }
+}
+
+/// The refusal of a history read the backend failed (`history_unreadable`), logged.
+fn history_unreadable(
+    state: &AppState,
+    room: &Room,
+    answer: &AnswerWriter,
+    error: &BackendError,
+) -> HttpResponse {
+    tracing::error!(error = %error, "could not read history");
+    refuse(
+        state,
+        answer,
+        &Refusal::HistoryUnreadable,
+        room.newest_time(),
+    )
 }
 
 /// Answers a pop with `last=N&before=T` at once: the `N` messages just older than `T`, oldest
@@ -580,15 +588,7 @@ async fn earlier_page(
         Ok(page) => {
             jsonp::response(answer.page(page.older_through, &page.messages, &room.online(), None))
         }
-        Err(error) => {
-            tracing::error!(error = %error, "could not read history");
-            refuse(
-                state,
-                answer,
-                &Refusal::HistoryUnreadable,
-                room.newest_time(),
-            )
-        }
+        Err(error) => history_unreadable(state, &room, answer, &error),
     }
 }
 

@@ -392,21 +392,27 @@ impl RedisBackend {
         let Some(before_group) = boundary.checked_sub(1) else {
             return Ok((page, 0));
         };
+        let older_through = self.newest_time_through(&before_group.to_string()).await?;
+        Ok((page, older_through))
+    }
+
+    /// The time of the newest entry whose id is at most `end` (an id, a time in ms, or `+`
+    /// for the newest of all); 0 when there is none.
+    async fn newest_time_through(&self, end: &str) -> Result<u64, BackendError> {
         let reply: StreamRangeReply = redis::cmd("XREVRANGE")
             .arg(&self.keys.stream)
-            .arg(before_group.to_string())
+            .arg(end)
             .arg("-")
             .arg("COUNT")
             .arg(1)
             .query_async(&mut self.conn.clone())
             .await
             .map_err(|error| self.failed("XREVRANGE", &error))?;
-        let older_through = reply
+        Ok(reply
             .ids
             .first()
             .and_then(|entry| id_time(&entry.id))
-            .unwrap_or(0);
-        Ok((page, older_through))
+            .unwrap_or(0))
     }
 
     async fn range(
@@ -598,20 +604,7 @@ impl MessageBackend for RedisBackend {
     }
 
     async fn newest_time(&self) -> Result<u64, BackendError> {
-        let reply: StreamRangeReply = redis::cmd("XREVRANGE")
-            .arg(&self.keys.stream)
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(|error| self.failed("XREVRANGE", &error))?;
-        Ok(reply
-            .ids
-            .first()
-            .and_then(|entry| id_time(&entry.id))
-            .unwrap_or(0))
+        self.newest_time_through("+").await
     }
 
     fn n_messages(&self) -> u64 {

@@ -191,12 +191,7 @@ impl ChunkIndex {
             read.extend(metas[unread].read()?);
         }
         read.sort_by_key(|message| message.time);
-        let newest_unread = metas[..unread]
-            .iter()
-            .map(|meta| meta.last_time)
-            .max()
-            .unwrap_or(0);
-        Ok((read, newest_unread))
+        Ok((read, newest_time_of(&metas[..unread])))
     }
 
     /// Reads chunk files holding messages older than `before_ms`, from the newest back, until
@@ -239,13 +234,13 @@ impl ChunkIndex {
             );
         }
         read.sort_by_key(|message| message.time);
-        let newest_unread = metas[..unread]
-            .iter()
-            .map(|meta| meta.last_time)
-            .max()
-            .unwrap_or(0);
-        Ok((read, newest_unread))
+        Ok((read, newest_time_of(&metas[..unread])))
     }
+}
+
+/// The newest message time in the chunk files `metas` (0 for none).
+fn newest_time_of(metas: &[ChunkMeta]) -> u64 {
+    metas.iter().map(|meta| meta.last_time).max().unwrap_or(0)
 }
 
 /// The file whose exclusive lock marks a data folder as in use.
