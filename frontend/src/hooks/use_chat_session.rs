@@ -217,15 +217,22 @@ async fn run_session(
         return;
     };
 
-    // Every tab shows the room's recent history at once (a pop answered at once holds no
-    // connection), then follows the leader until it leads.
-    relay
-        .dispatcher
-        .dispatch(Action::PollRole(PollRole::Follower));
-    if first_visit {
-        load_recent_history(&client, &name, &memory, &relay.dispatcher).await;
-    }
-    let _leadership = group.lead().await;
+    // The group's first tab leads at once: it joins, then shows the room's recent history
+    // (ending with its own join line), as a tab alone does. Another tab shows the recent
+    // history at once (a pop answered at once holds no connection), then follows the leader
+    // until it leads.
+    let (_leadership, history_loaded) = match group.try_lead().await {
+        Some(leadership) => (leadership, false),
+        None => {
+            relay
+                .dispatcher
+                .dispatch(Action::PollRole(PollRole::Follower));
+            if first_visit {
+                load_recent_history(&client, &name, &memory, &relay.dispatcher).await;
+            }
+            (group.lead().await, first_visit)
+        }
+    };
     let _leading = Leading::new(&memory);
     relay
         .dispatcher
@@ -233,6 +240,9 @@ async fn run_session(
     let already_joined = memory.borrow().joined_as.as_deref() == Some(name.as_str());
     if !already_joined && !join(&client, &name, &memory, &relay).await {
         return;
+    }
+    if first_visit && !history_loaded {
+        load_recent_history(&client, &name, &memory, &relay.dispatcher).await;
     }
     let cursor = memory.borrow().cursor.unwrap_or(Cursor::START);
     group.post(&TabEvent::Leading {

@@ -50,6 +50,16 @@ extern "C" {
     #[wasm_bindgen(method, js_name = request)]
     fn request(this: &LockManager, name: &str, callback: &JsValue) -> Promise;
 
+    /// `locks.request(name, options, callback)`; with `{ifAvailable: true}`, `callback` runs
+    /// at once, with `null` when another holds the lock.
+    #[wasm_bindgen(method, js_name = request)]
+    fn request_with_options(
+        this: &LockManager,
+        name: &str,
+        options: &JsValue,
+        callback: &JsValue,
+    ) -> Promise;
+
     /// `locks.query()`: a promise of `{held: [{name, ...}], pending: [...]}`.
     #[wasm_bindgen(method)]
     fn query(this: &LockManager) -> Promise;
@@ -311,25 +321,37 @@ impl TabGroup {
     /// dropped (or the tab goes).
     pub async fn lead(&self) -> Leadership {
         loop {
-            let (granted, release) = oneshot::channel::<Function>();
+            let (granted, release) = oneshot::channel::<Option<Function>>();
             let _pending = self.locks.request(&self.key, &hold_until_released(granted));
             // The sender is only dropped unsent when the page is torn down; ask again then.
-            if let Ok(release) = release.await {
+            if let Ok(Some(release)) = release.await {
                 return Leadership { release };
             }
         }
     }
 
+    /// Leads the group if no other tab does right now (`ifAvailable`), else `None` at once.
+    pub async fn try_lead(&self) -> Option<Leadership> {
+        let (granted, release) = oneshot::channel::<Option<Function>>();
+        let options = js_sys::Object::new();
+        Reflect::set(&options, &JsValue::from_str("ifAvailable"), &JsValue::TRUE).ok()?;
+        let _pending =
+            self.locks
+                .request_with_options(&self.key, &options, &hold_until_released(granted));
+        let release = release.await.ok().flatten()?;
+        Some(Leadership { release })
+    }
+
     /// Takes this tab's own lock (held for the group's lifetime), which the others' queries
     /// see.
     fn hold_own_lock(&self) {
-        let (granted, release) = oneshot::channel::<Function>();
+        let (granted, release) = oneshot::channel::<Option<Function>>();
         let name = format!("{}{}", tab_lock_prefix(&self.key), self.tab_id);
         let _pending = self.locks.request(&name, &hold_until_released(granted));
         let slot = self.release_own_lock.clone();
         let dropped = self.dropped.clone();
         spawn_local(async move {
-            if let Ok(release) = release.await {
+            if let Ok(Some(release)) = release.await {
                 if dropped.get() {
                     let _ignored = release.call0(&JsValue::NULL);
                 } else {
@@ -354,12 +376,18 @@ impl Drop for TabGroup {
 /// The callback of a `locks.request`: once the lock is granted, it sends the function that
 /// releases it through `granted` and holds the lock until that is called. When nobody waits
 /// for `granted` any more (the session that asked ended first), it releases the lock at once.
-fn hold_until_released(granted: oneshot::Sender<Function>) -> JsValue {
-    Closure::once_into_js(move |_lock: JsValue| -> Promise {
+/// When it was not granted (`ifAvailable` and held elsewhere: the lock is `null`), it sends
+/// `None`.
+fn hold_until_released(granted: oneshot::Sender<Option<Function>>) -> JsValue {
+    Closure::once_into_js(move |lock: JsValue| -> Promise {
+        if lock.is_null() {
+            let _ignored = granted.send(None);
+            return Promise::resolve(&JsValue::UNDEFINED);
+        }
         let mut resolve_slot = None;
         let held = Promise::new(&mut |resolve, _reject| resolve_slot = Some(resolve));
         if let Some(resolve) = resolve_slot {
-            if let Err(resolve) = granted.send(resolve) {
+            if let Err(Some(resolve)) = granted.send(Some(resolve)) {
                 let _ignored = resolve.call0(&JsValue::NULL);
             }
         }
