@@ -67,19 +67,6 @@ pub fn response(body: String) -> HttpResponse {
     response
 }
 
-/// A 200 answer whose head (with the JSONP headers) goes out at once and whose body is the
-/// one item `body` yields later: the shape of a held long poll. A `<script>` element waits for
-/// the whole body either way.
-pub fn held_response<S>(body: S) -> HttpResponse
-where
-    S: futures_util::Stream<Item = Result<actix_web::web::Bytes, std::convert::Infallible>>
-        + 'static,
-{
-    let mut response = HttpResponse::Ok().streaming(body);
-    insert_headers(&mut response);
-    response
-}
-
 fn insert_headers(response: &mut HttpResponse) {
     let headers = response.headers_mut();
     headers.insert(

@@ -10,13 +10,14 @@ use std::time::Duration;
 use actix_web::http::Method as HttpMethod;
 use chat_shared::{
     Answer, CallbackError, CallbackName, ClientMessageId, Cursor, ErrorCode, Message, MessageText,
-    Method, Nickname, RoomName, TextError, WireError,
+    Method, MsgList, Nickname, RoomName, TextError, WireError,
 };
 use serde_json::value::RawValue;
 
 use crate::jsonp;
 use crate::presence::OnlineSnapshot;
 use crate::query::{DecodeError, Query};
+use crate::room::SharedPage;
 
 /// The longest query string a pop may have, in bytes. A held pop keeps its echoed parameters
 /// for its whole hold time; real clients send a few hundred bytes.
@@ -487,7 +488,22 @@ impl AnswerWriter {
             time,
             saved: None,
             error: notice.as_ref(),
-            msg_list: messages,
+            msg_list: MsgList::Messages(messages),
+            online,
+            presence_tag,
+        })
+    }
+
+    /// The answer of a held pop woken by a fan-out: `page`'s messages, rendered once for every
+    /// answer that shares the page, and its newest time as the cursor (ms).
+    pub fn shared_page(&self, page: &SharedPage, online: &OnlineSnapshot) -> String {
+        let (online, presence_tag) = self.presence_fields(online);
+        self.body(&Answer {
+            echo: &self.echo,
+            time: page.messages().last().map_or(0, |message| message.time),
+            saved: None,
+            error: None,
+            msg_list: MsgList::Rendered(page.json()),
             online,
             presence_tag,
         })
@@ -501,7 +517,7 @@ impl AnswerWriter {
             time: message.time,
             saved: Some(message),
             error: None,
-            msg_list: &[],
+            msg_list: MsgList::EMPTY,
             online,
             presence_tag,
         })
@@ -516,7 +532,7 @@ impl AnswerWriter {
             time: self.client_time.map_or(newest_time, Cursor::as_millis),
             saved: None,
             error: Some(&error),
-            msg_list: &[],
+            msg_list: MsgList::EMPTY,
             online: None,
             presence_tag: None,
         })

@@ -10,10 +10,11 @@
 //! acknowledgement from queueing behind the fan-out to thousands of them.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use chat_shared::{Cursor, Message, Nickname};
+use serde_json::value::RawValue;
 use tokio::sync::watch;
 
 use crate::backend::Recent;
@@ -78,6 +79,56 @@ struct RoomInner {
     shutdown: watch::Sender<bool>,
     limits: RoomLimits,
     follower: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The pages woken held pops took from the cache since its newest message: the next ones
+    /// at the same cursor share them ([`Room::wait_after`]).
+    woken_pages: Mutex<WokenPages>,
+}
+
+/// Most cursors whose pages are kept for a fan-out: the pollers of a fan-out are nearly all at
+/// the newest time but one, and a few behind.
+const MAX_WOKEN_PAGES: usize = 8;
+
+/// The pages taken from the cache while its newest time was `newest` (ms), one per cursor.
+#[derive(Debug, Default)]
+struct WokenPages {
+    newest: u64,
+    pages: Vec<Arc<SharedPage>>,
+}
+
+/// A page of messages after a cursor, taken out of the cache once and shared by every held pop
+/// that a fan-out wakes at that cursor; its JSON is rendered once, by the first answer that
+/// writes it.
+#[derive(Debug)]
+pub struct SharedPage {
+    /// The cursor the page follows, ms.
+    after: u64,
+    messages: Vec<Message>,
+    json: OnceLock<Box<RawValue>>,
+}
+
+impl SharedPage {
+    fn new(after: u64, messages: Vec<Message>) -> SharedPage {
+        SharedPage {
+            after,
+            messages,
+            json: OnceLock::new(),
+        }
+    }
+
+    /// The messages, oldest first; never empty when returned by [`Room::wait_after`].
+    pub fn messages(&self) -> &[Message] {
+        &self.messages
+    }
+
+    /// The messages as a JSON array (`[{"name":…,"msg":…,"time":…}, …]`), rendered on the
+    /// first call.
+    pub fn json(&self) -> &RawValue {
+        self.json.get_or_init(|| {
+            // Plain strings and numbers always serialize.
+            serde_json::value::to_raw_value(&self.messages)
+                .unwrap_or_else(|_| RawValue::from_string("[]".to_owned()).expect("valid JSON"))
+        })
+    }
 }
 
 impl RoomInner {
@@ -209,6 +260,7 @@ impl Room {
             presence,
             limits,
             follower: Mutex::new(None),
+            woken_pages: Mutex::new(WokenPages::default()),
             backend,
         });
         let follower = tokio::spawn(follow(inner.clone(), inner.backend.subscribe()));
@@ -423,6 +475,48 @@ impl Room {
         self.inner.backend.read_after(cursor, page_size).await
     }
 
+    /// [`Room::page_after`], shared: the held pops a fan-out wakes at the same cursor take the
+    /// page out of the cache once, the first one for all (pages older than the cache are read
+    /// from the backend each time).
+    async fn shared_page_after(&self, cursor: Cursor) -> Result<Arc<SharedPage>, BackendError> {
+        let after = cursor.as_millis();
+        {
+            let cache = self.inner.read_cache();
+            if after >= cache.older_through {
+                let newest = cache
+                    .messages
+                    .back()
+                    .map_or(cache.older_through, |message| message.time);
+                // Plain pushes and clears: a panic elsewhere cannot leave it half changed.
+                let mut woken = self
+                    .inner
+                    .woken_pages
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                if woken.newest != newest {
+                    // A newer message: every page after an older cursor may be longer now.
+                    woken.newest = newest;
+                    woken.pages.clear();
+                }
+                if let Some(page) = woken.pages.iter().find(|page| page.after == after) {
+                    return Ok(page.clone());
+                }
+                let messages = take_page(&cache.messages, after, self.page_size());
+                let page = Arc::new(SharedPage::new(after, messages));
+                if woken.pages.len() < MAX_WOKEN_PAGES {
+                    woken.pages.push(page.clone());
+                }
+                return Ok(page);
+            }
+        }
+        let messages = self
+            .inner
+            .backend
+            .read_after(cursor, self.page_size())
+            .await?;
+        Ok(Arc::new(SharedPage::new(after, messages)))
+    }
+
     /// Waits up to `hold` for messages newer than `cursor`: returns them (and when the wait
     /// woke) as soon as there are some, or `None` when the hold time passed or the server
     /// began to shut down. `changes` must come from [`Room::subscribe`], taken before the
@@ -435,7 +529,7 @@ impl Room {
         cursor: Cursor,
         mut changes: watch::Receiver<u64>,
         hold: Duration,
-    ) -> Result<Option<(Vec<Message>, Instant)>, BackendError> {
+    ) -> Result<Option<(Arc<SharedPage>, Instant)>, BackendError> {
         let mut shutdown = self.shutdown_signal();
         let deadline = tokio::time::sleep(hold);
         tokio::pin!(deadline);
@@ -446,8 +540,8 @@ impl Room {
                         return Ok(None);
                     }
                     let woke = Instant::now();
-                    let page = self.page_after(cursor).await?;
-                    if !page.is_empty() {
+                    let page = self.shared_page_after(cursor).await?;
+                    if !page.messages.is_empty() {
                         return Ok(Some((page, woke)));
                     }
                 }
@@ -675,6 +769,51 @@ mod tests {
                 .await,
             Reached::Ahead,
             "4 is stored nowhere: a time from the future"
+        );
+    }
+
+    #[tokio::test]
+    async fn held_pops_woken_at_one_cursor_share_one_page_until_a_newer_message_is_cached() {
+        let (backend, room) = lagging_room(vec![message(1), message(2), message(3)], 2, 10).await;
+        let hold = Duration::from_secs(10);
+        // Each wait subscribes when made, so news sent before it is first polled still wakes it.
+        let wait = |cursor: u64| {
+            let room = room.clone();
+            let changes = room.subscribe();
+            async move {
+                let (page, _) = room
+                    .wait_after(Cursor::from_millis(cursor), changes, hold)
+                    .await
+                    .expect("reads")
+                    .expect("woken by a message");
+                page
+            }
+        };
+        let (first, second, older) = (wait(2), wait(2), wait(1));
+        backend.news.send_replace(3);
+        let (first, second, older) = tokio::join!(first, second, older);
+        assert!(Arc::ptr_eq(&first, &second), "one page for one cursor");
+        assert_eq!(first.messages(), &[message(3)]);
+        assert_eq!(
+            first.json().get(),
+            serde_json::to_string(&[message(3)]).expect("serializes"),
+        );
+        let times: Vec<u64> = older.messages().iter().map(|m| m.time).collect();
+        assert_eq!(times, vec![2, 3], "another cursor, another page");
+
+        backend
+            .stored
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(message(4));
+        let after_four = wait(2);
+        backend.news.send_replace(4);
+        let after_four = after_four.await;
+        let times: Vec<u64> = after_four.messages().iter().map(|m| m.time).collect();
+        assert_eq!(
+            times,
+            vec![3, 4],
+            "the cache has a newer message: a new page"
         );
     }
 }

@@ -189,7 +189,7 @@ pub fn configure(
                     .service(actix_files::Files::new("/", dir).index_file("index.html")),
             );
         }
-        cfg.default_service(web::to(chat));
+        cfg.default_service(actix_web::dev::fn_service(chat_service));
     }
 }
 
@@ -357,6 +357,35 @@ fn without_query(path: &str) -> HttpResponse {
     }
 }
 
+/// Serves [`chat`] with the request's headers compacted first. A held pop is answered in one
+/// piece when it ends, and the request stays alive until then (actix-web answers a request
+/// together with it); its head comes from actix-http's pool with room for 16 headers, about
+/// 6.9 KiB of header map per held pop where a client sends a handful (measured with valgrind's
+/// massif, BENCHMARKS.md).
+async fn chat_service(
+    mut request: actix_web::dev::ServiceRequest,
+) -> Result<actix_web::dev::ServiceResponse, actix_web::Error> {
+    compact_headers(request.headers_mut());
+    let Some(state) = request.app_data::<web::Data<AppState>>().cloned() else {
+        return Err(actix_web::error::ErrorInternalServerError(
+            "the chat's state is not configured",
+        ));
+    };
+    let (request, _payload) = request.into_parts();
+    let response = chat(request.clone(), state).await;
+    Ok(actix_web::dev::ServiceResponse::new(request, response))
+}
+
+/// Replaces `headers` by a map just big enough for its entries (the values are shared, not
+/// copied).
+fn compact_headers(headers: &mut actix_web::http::header::HeaderMap) {
+    let mut compact = actix_web::http::header::HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers.iter() {
+        compact.append(name.clone(), value.clone());
+    }
+    *headers = compact;
+}
+
 /// Every path with a query string is a chat request.
 #[tracing::instrument(name = "chat", skip_all, fields(kind))]
 async fn chat(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
@@ -390,8 +419,6 @@ async fn chat(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     if forwarded_for.is_some() {
         state.note_untrusted_proxy(peer);
     }
-    // HTTP/1.0 has no chunked encoding: a held pop's answer must be sized (see `pop`).
-    let http_10 = request.version() == actix_web::http::Version::HTTP_10;
     let closing = state.rooms.legacy().is_shutting_down();
     // Where a save goes when this process stops and a successor listens (see `save`): the
     // same query on the page's own path, as a relative reference.
@@ -399,8 +426,9 @@ async fn chat(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     let peer_side = request
         .conn_data::<WatchedConnection>()
         .map(WatchedConnection::peer_side);
-    // The request's head shares the connection's 8 KiB read buffer; a held pop that kept it
-    // would cost that buffer for its whole hold time. Everything needed was copied out above.
+    // Everything needed was copied out above, so the held pop's future does not carry the
+    // request (actix-web's handler keeps its own handle until the answer; BENCHMARKS.md
+    // measures what a held pop costs).
     drop(request);
     if let Ok(request) = &parsed {
         tracing::Span::current().record("kind", request.kind());
@@ -433,20 +461,23 @@ async fn chat(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
             name,
             history,
         }) => {
-            let client = HeldClient {
-                ip,
-                http_10,
-                peer_side,
-            };
+            let client = HeldClient { ip, peer_side };
+            // Each kind of request in an allocation of its own: the request's own future stays
+            // small (a few hundred bytes, within glibc's per-thread cache), and a held pop
+            // carries only the state of the branch it took.
             match history {
-                Some(HistoryPage::Newest { n }) => newest_page(&state, room, &answer, n).await,
-                Some(HistoryPage::Before { before, n }) => {
-                    earlier_page(&state, room, &answer, before, n).await
+                Some(HistoryPage::Newest { n }) => {
+                    Box::pin(newest_page(&state, room, &answer, n)).await
                 }
-                None => pop(state, room, answer, cursor, name, client).await,
+                Some(HistoryPage::Before { before, n }) => {
+                    Box::pin(earlier_page(&state, room, &answer, before, n)).await
+                }
+                None => Box::pin(pop(state, room, answer, cursor, name, client)).await,
             }
         }
-        Ok(save_request) => save(&state, &room, &answer, save_request, ip, location).await,
+        Ok(save_request) => {
+            Box::pin(save(&state, &room, &answer, save_request, ip, location)).await
+        }
     };
     if closing {
         // Keep-alive connections are still served while the server drains; closing them makes
@@ -596,9 +627,6 @@ async fn earlier_page(
 struct HeldClient {
     /// The client's address, for the held-pop limits.
     ip: IpAddr,
-    /// The request is HTTP/1.0, which has no chunked encoding: a held pop is answered in one
-    /// sized piece (and keeps its request until then).
-    http_10: bool,
     /// The client's side of the connection, when it is watched: a held pop ends when it ends.
     peer_side: Option<Arc<PeerSide>>,
 }
@@ -613,11 +641,7 @@ async fn pop(
     name: Option<Nickname>,
     client: HeldClient,
 ) -> HttpResponse {
-    let HeldClient {
-        ip,
-        http_10,
-        peer_side,
-    } = client;
+    let HeldClient { ip, peer_side } = client;
     let newest = room.newest_time();
     // Not a whole number, or ahead of the newest message: answer at once with the newest time.
     let cursor = match cursor {
@@ -687,14 +711,9 @@ async fn pop(
         _permit: permit,
         _online: online,
     };
-    if http_10 {
-        return jsonp::response(held.render().await);
-    }
-    // The answer's head goes out now and its body when the pop ends. Returning from the
-    // handler lets actix free the request (its head and headers, several KiB), so a held pop
-    // costs little more than its connection; the body future owns only what it needs. A
-    // client that goes away drops the body future, and with it the permit and presence.
-    jsonp::held_response(futures_util::stream::once(held.answer()))
+    // Answered in one piece (head and sized body) when the pop ends: one write per answer in
+    // a fan-out. A client that goes away ends the wait through `peer_side`.
+    jsonp::response(Box::pin(held.render()).await)
 }
 
 /// A pop waiting for a message, a timeout or the shutdown.
@@ -710,11 +729,6 @@ struct HeldPop {
 }
 
 impl HeldPop {
-    /// Waits, then renders the answer's body, as the one item of a streamed body.
-    async fn answer(self) -> Result<actix_web::web::Bytes, std::convert::Infallible> {
-        Ok(self.render().await.into())
-    }
-
     /// Waits, then renders the answer's body.
     async fn render(self) -> String {
         let HeldPop {
@@ -727,7 +741,7 @@ impl HeldPop {
             _permit,
             _online,
         } = self;
-        let waiting = room.wait_after(cursor, changes, state.settings.poll_timeout());
+        let waiting = Box::pin(room.wait_after(cursor, changes, state.settings.poll_timeout()));
         let waited = match peer_side {
             // Its client hung up (or half-closed, and reads on): answered as at the hold time.
             Some(peer_side) => tokio::select! {
@@ -739,7 +753,7 @@ impl HeldPop {
         let snapshot = room.online();
         let body = match waited {
             Ok(Some((page, woke))) => {
-                let body = answer.page(page[page.len() - 1].time, &page, &snapshot, None);
+                let body = answer.shared_page(&page, &snapshot);
                 state.telemetry.woke(woke.elapsed());
                 body
             }

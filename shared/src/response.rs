@@ -26,13 +26,37 @@ pub struct Answer<'a> {
     /// The refusal, when there is one.
     pub error: Option<&'a WireError>,
     /// Messages, oldest first.
-    pub msg_list: &'a [Message],
+    pub msg_list: MsgList<'a>,
     /// Who is online: the names as an already-rendered JSON array (rendered once per presence
     /// snapshot, not once per answer), and how many are online in all.
     pub online: Option<(&'a RawValue, usize)>,
     /// The presence tag of the online list the answer stands for (`presenceTag`): sent to a
     /// client that asked for presence, with or without the list.
     pub presence_tag: Option<&'a str>,
+}
+
+/// The `msgList` of an [`Answer`]: messages, oldest first, as they are or as their JSON array
+/// already rendered (once per page a fan-out sends to every held pop, not once per answer).
+#[derive(Debug, Clone, Copy)]
+pub enum MsgList<'a> {
+    /// The messages, serialized with the answer.
+    Messages(&'a [Message]),
+    /// The messages' JSON array (`[{"name":…,"msg":…,"time":…}, …]`), written as it is.
+    Rendered(&'a RawValue),
+}
+
+impl MsgList<'_> {
+    /// No messages.
+    pub const EMPTY: MsgList<'static> = MsgList::Messages(&[]);
+}
+
+impl Serialize for MsgList<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            MsgList::Messages(messages) => messages.serialize(serializer),
+            MsgList::Rendered(json) => json.serialize(serializer),
+        }
+    }
 }
 
 impl Serialize for Answer<'_> {
@@ -70,7 +94,7 @@ impl Serialize for Answer<'_> {
         if !echoed_time {
             map.serialize_entry("time", &self.time)?;
         }
-        map.serialize_entry("msgList", self.msg_list)?;
+        map.serialize_entry("msgList", &self.msg_list)?;
         if let Some((names, count)) = self.online {
             map.serialize_entry("online", names)?;
             map.serialize_entry("onlineCount", &count)?;
@@ -252,7 +276,7 @@ mod tests {
             time: 7,
             saved: Some(&message),
             error: None,
-            msg_list: &[],
+            msg_list: MsgList::EMPTY,
             online: Some((&names, 1)),
             presence_tag: Some("0123456789abcdef"),
         };
@@ -270,7 +294,7 @@ mod tests {
             time: 5,
             saved: None,
             error: Some(&error),
-            msg_list: &[],
+            msg_list: MsgList::EMPTY,
             online: None,
             presence_tag: None,
         };
@@ -299,5 +323,38 @@ mod tests {
         assert_eq!(answer.time, 5);
         assert_eq!(answer.msg_list.len(), 1);
         assert_eq!(answer.error, None);
+    }
+
+    #[test]
+    fn a_rendered_message_list_is_written_as_the_messages_would_be() {
+        let messages = [
+            Message {
+                name: "a<b".into(),
+                msg: "hi \u{2028}".into(),
+                time: 7,
+                cid: None,
+            },
+            Message {
+                name: "c".into(),
+                msg: "\"quoted\"".into(),
+                time: 7,
+                cid: None,
+            },
+        ];
+        let echoed = echo(&[("callback", "cb"), ("time", "1")]);
+        let answer = |msg_list| Answer {
+            echo: &echoed,
+            time: 7,
+            saved: None,
+            error: None,
+            msg_list,
+            online: None,
+            presence_tag: None,
+        };
+        let rendered = serde_json::value::to_raw_value(&messages[..]).expect("serializes");
+        assert_eq!(
+            serde_json::to_string(&answer(MsgList::Rendered(&rendered))).expect("serializes"),
+            serde_json::to_string(&answer(MsgList::Messages(&messages))).expect("serializes"),
+        );
     }
 }

@@ -52,6 +52,7 @@ async fn jsonp_poller(
     index: usize,
     prefix: String,
     total: u64,
+    mut cursor: u64,
     ready: Arc<AtomicU64>,
     stop_at: Arc<Mutex<Option<Instant>>>,
 ) -> Received {
@@ -60,15 +61,6 @@ async fn jsonp_poller(
     };
     let name = format!("p{index}");
     let mut received = Received::default();
-    let mut cursor = loop {
-        match client.pop(&name, BEYOND_NEWEST).await {
-            Ok(answer) => break answer.time,
-            Err(_) => {
-                received.errors += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    };
     ready.fetch_add(1, Ordering::SeqCst);
     while (received.arrivals.len() as u64) < total {
         if stopped(&stop_at) {
@@ -141,6 +133,23 @@ pub async fn run(target: Target, params: FanoutParams, quiet: bool) -> Report {
     let ready = Arc::new(AtomicU64::new(0));
     let stop_at: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
 
+    // Every poller starts from the newest time, asked once here: a first pop of each poller,
+    // answered at once, would be followed at once by its held pop, and hyper's pool then often
+    // opens a second connection before the first is back in the pool (about one more
+    // connection per poller, closed by the server's keep-alive timeout during the run). nchan's
+    // pollers start with a held poll as well.
+    let start_cursor = match &target {
+        Target::Jsonp { publisher, .. } => loop {
+            match publisher.pop("publisher", BEYOND_NEWEST).await {
+                Ok(answer) => break answer.time,
+                Err(error) => {
+                    progress.set_message(format!("asking for the newest time: {error:#}"));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        },
+        Target::Nchan { .. } => 0,
+    };
     progress.set_message(format!("starting {} pollers", params.pollers));
     let pollers: Vec<_> = (0..params.pollers)
         .map(|index| {
@@ -153,7 +162,8 @@ pub async fn run(target: Target, params: FanoutParams, quiet: bool) -> Report {
             tokio::spawn(async move {
                 match &target {
                     Target::Jsonp { .. } => {
-                        jsonp_poller(target, index, prefix, total, ready, stop_at).await
+                        jsonp_poller(target, index, prefix, total, start_cursor, ready, stop_at)
+                            .await
                     }
                     Target::Nchan { .. } => {
                         nchan_poller(target, prefix, total, ready, stop_at).await

@@ -49,6 +49,20 @@ pub async fn run(target: Target, params: IdleParams, quiet: bool) -> Report {
         serde_json::json!({"pollers": params.pollers, "duration_s": params.duration.as_secs_f64(), "server_pids": params.server_pids}),
     );
     let rss_before = total_rss(&params.server_pids);
+    // Every poller starts from the newest time, asked once here, so that its first poll is
+    // held: one connection per poller, as with nchan's pollers (see `fanout`).
+    let start_cursor = match &target {
+        Target::Jsonp { client, .. } => loop {
+            match client.pop("idle", BEYOND_NEWEST).await {
+                Ok(answer) => break answer.time,
+                Err(error) => {
+                    progress.set_message(format!("asking for the newest time: {error:#}"));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        },
+        Target::Nchan { .. } => 0,
+    };
     // Pollers run until told to stop: the hold starts counting once every poll is held.
     let deadline = Instant::now() + params.duration + ALL_HELD_TIMEOUT + SETTLE;
     let pollers: Vec<_> = (0..params.pollers)
@@ -59,7 +73,7 @@ pub async fn run(target: Target, params: IdleParams, quiet: bool) -> Report {
                 match target {
                     Target::Jsonp { client, .. } => {
                         let name = format!("i{index}");
-                        let mut cursor = BEYOND_NEWEST;
+                        let mut cursor = start_cursor;
                         while Instant::now() < deadline {
                             match tokio::time::timeout_at(deadline, client.pop(&name, cursor)).await
                             {

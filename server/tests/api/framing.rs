@@ -1,6 +1,6 @@
-//! Answers framed for the request's HTTP version, over raw sockets: HTTP/1.0 has no chunked
-//! encoding, so every answer to a 1.0 request is sized (`Content-Length`) or closes the
-//! connection; and a proxy nobody said to trust is pointed out.
+//! Answers framed over raw sockets: every answer, a held pop's included, is sized
+//! (`Content-Length`) or closes the connection, on HTTP/1.0 (which has no chunked encoding) and
+//! 1.1 alike; and a proxy nobody said to trust is pointed out.
 
 use std::time::Duration;
 
@@ -100,6 +100,22 @@ async fn an_http_1_0_held_pop_is_answered_sized_not_chunked_with_and_without_kee
         assert_eq!(object["msgList"][0]["msg"], "wakes the 1.0 pop");
         app.wait_for_held(0).await;
     }
+}
+
+#[tokio::test]
+async fn an_http_1_1_held_pop_is_answered_in_one_sized_piece_not_chunked() {
+    let app = spawn_app().await;
+    let newest = app.push("a", "before").await;
+    let request = format!(
+        "GET /?name=new&method=pop&time={newest}&callback=cb HTTP/1.1\r\nHost: chat\r\n\r\n"
+    );
+    let held = tokio::spawn(exchange(app.addr, request));
+    app.wait_for_held(1).await;
+    app.push("a", "wakes the 1.1 pop").await;
+    let answer = held.await.unwrap();
+    assert_sized("held pop on HTTP/1.1", &answer);
+    let object = jsonp_object(&String::from_utf8(answer.body).unwrap()).unwrap();
+    assert_eq!(object["msgList"][0]["msg"], "wakes the 1.1 pop");
 }
 
 #[tokio::test]
