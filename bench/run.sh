@@ -5,7 +5,8 @@
 # goes into BENCHMARKS.md (also saved as bench/results/<date>/table.md).
 #
 # Sizes can be changed through the environment: POLLERS (10000), RATE (0.5: one message fanned
-# out at a time, every 2 s), FANOUT_SECONDS (20),
+# out at a time, every 2 s), FANOUT_SECONDS (20), LARGE_SIZES ("20000 50000": the larger
+# fan-outs, see below; empty to skip them), WAKE_SECONDS (10: one held pop woken 20 times a second),
 # PUSHERS (64), PUSH_SECONDS (10), HISTORY (100000), IDLE_SECONDS (10), FLOODERS (4: clients
 # sending 60 KB queries of 15 000 keys beside normal pushes), FLOOD_SECONDS (10).
 # The Redis backend is measured in the same run: one instance, then two behind nginx
@@ -23,6 +24,7 @@ PUSH_SECONDS="${PUSH_SECONDS:-10}"
 HISTORY="${HISTORY:-100000}"
 IDLE_SECONDS="${IDLE_SECONDS:-10}"
 WAKE_SECONDS="${WAKE_SECONDS:-10}"
+LARGE_SIZES="${LARGE_SIZES-20000 50000}"
 FLOODERS="${FLOODERS:-4}"
 FLOOD_SECONDS="${FLOOD_SECONDS:-10}"
 
@@ -146,7 +148,56 @@ worker_args=()
 for pid in $(pgrep -P "$nginx_master"); do worker_args+=(--server-pid "$pid"); done
 loadgen --protocol nchan --url http://127.0.0.1:8980 idle --pollers "$POLLERS" --duration "$IDLE_SECONDS" "${worker_args[@]}" >"$out/nchan-idle.json"
 loadgen --protocol nchan --url http://127.0.0.1:8980 fanout --pollers "$POLLERS" --rate "$RATE" --duration "$FANOUT_SECONDS" >"$out/nchan-fanout.json"
+loadgen --protocol nchan --url http://127.0.0.1:8980 fanout --pollers 1 --rate 20 --duration "$WAKE_SECONDS" >"$out/nchan-wake.json"
 kill -QUIT "$nginx_master" 2>/dev/null || true
+wait "$nginx_master" 2>/dev/null || true
+
+# The larger fan-outs. One process holds no more connections than its open-file limit, and
+# that limit is a hard 20 000 here (root cannot raise it), so neither a single chat-server nor
+# a single loadgen can hold 20 000 polls. Ours: one chat-server per 12 500 pollers on the Redis
+# backend, the pollers spread evenly over them, the publisher on the first (the way the
+# product grows past one process); theirs: nginx with as many worker processes. loadgen
+# spreads its pollers over as many child processes, each from its own loopback address.
+for size in $LARGE_SIZES; do
+  instances=$(( (size + 12499) / 12500 ))
+  echo "== $size held polls: ours on $instances instances over Redis, then nginx + nchan with $instances workers"
+  rm -rf "$work/large" && mkdir -p "$work/large/redis" "$work/large/nginx/tmp"
+  redis-server deploy/redis.conf --port 8990 --dir "$work/large/redis" --logfile "$work/large/redis.log" &
+  redis_pid=$!
+  pids+=("$redis_pid")
+  wait_for_port 8990
+  large_pids=()
+  url_args=()
+  pid_args=()
+  for i in $(seq 0 $((instances - 1))); do
+    port=$((8981 + i))
+    target/release/chat-server --bind "127.0.0.1:$port" --data-dir "$work/large/i$i" "${redis_flags[@]}" \
+      2>"$work/large/i$i.log" &
+    large_pids+=("$!")
+    pids+=("$!")
+    pid_args+=(--server-pid "$!")
+    url_args+=(--poll-url "http://127.0.0.1:$port/" --health-url "http://127.0.0.1:$port/")
+  done
+  for i in $(seq 0 $((instances - 1))); do wait_for_port $((8981 + i)); done
+  loadgen --url http://127.0.0.1:8981/ "${url_args[@]}" fanout --pollers "$size" --processes "$instances" \
+    "${pid_args[@]}" --rate "$RATE" --duration "$FANOUT_SECONDS" >"$out/ours-fanout-$size.json"
+  for pid in "${large_pids[@]}" "$redis_pid"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${large_pids[@]}" "$redis_pid"; do wait "$pid" 2>/dev/null || true; done
+
+  sed -e "s/^worker_processes .*/worker_processes $instances;/" \
+    -e "s/worker_connections .*/worker_connections 19000;/" bench/nginx-nchan.conf >"$work/large/nginx.conf"
+  nginx -p "$work/large/nginx" -c "$work/large/nginx.conf" &
+  nginx_master=$!
+  pids+=("$nginx_master")
+  wait_for_port 8980
+  sleep 0.5
+  worker_args=()
+  for pid in $(pgrep -P "$nginx_master"); do worker_args+=(--server-pid "$pid"); done
+  loadgen --protocol nchan --url http://127.0.0.1:8980 fanout --pollers "$size" --processes "$instances" \
+    "${worker_args[@]}" --rate "$RATE" --duration "$FANOUT_SECONDS" >"$out/nchan-fanout-$size.json"
+  kill -QUIT "$nginx_master" 2>/dev/null || true
+  wait "$nginx_master" 2>/dev/null || true
+done
 
 {
   echo "Run $stamp on $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB; loadgen on the same machine."

@@ -79,6 +79,53 @@ def flood_section(folder):
         print(f"Push p99 beside the flood under {target:g} ms: {'yes' if p99 < target else 'NO'} ({p99:.1f} ms).")
 
 
+def wake_and_large_sections(folder):
+    """One held poll's wake-up, and the fan-out at the larger sizes, side by side."""
+    ours, theirs = load(folder, "ours-wake"), load(folder, "nchan-wake")
+    if ours is not None or theirs is not None:
+        print()
+        print("One held poll woken 20 times a second (issue 11 target: ours under 2 ms at p50 and 5 ms at p99 from the acknowledgement):")
+        print()
+        print("| figure | ours | nginx + nchan | ours / nchan | all delivered once, in order |")
+        print("|---|---|---|---|---|")
+        for figure, name in (
+            ("wake-up p50, from the push's acknowledgement", "fanout_latency_p50"),
+            ("wake-up p99, from the push's acknowledgement", "fanout_latency_p99"),
+            ("wake-up p50, from the push's send", "send_to_arrival_p50"),
+            ("wake-up p99, from the push's send", "send_to_arrival_p99"),
+        ):
+            a, b = metric(ours, name), metric(theirs, name)
+            ratio = f"{a / b:.2f}" if a is not None and b and b >= 0.05 else "n/a"
+            print(f"| {figure} | {fmt(a, 'ms')} | {fmt(b, 'ms')} | {ratio} | {verdict(ours, theirs)} |")
+    sizes = sorted(
+        int(path.stem.rsplit("-", 1)[1])
+        for path in folder.glob("ours-fanout-*.json")
+        if path.stem.rsplit("-", 1)[1].isdigit()
+    )
+    if not sizes:
+        return
+    print()
+    print("Larger fan-outs: one process holds no more connections than its open-file limit (a hard "
+          "20 000 here), so ours runs one chat-server per 12 500 pollers on the Redis backend, the "
+          "pollers spread evenly over them, and nchan as many nginx workers; loadgen spreads its "
+          "pollers over as many processes:")
+    print()
+    print("| held polls | figure | ours | nginx + nchan | ours / nchan | all delivered once, in order |")
+    print("|---|---|---|---|---|---|")
+    for size in sizes:
+        ours, theirs = load(folder, f"ours-fanout-{size}"), load(folder, f"nchan-fanout-{size}")
+        for figure, name, unit in (
+            ("fan-out p50 (from publish send)", "send_to_arrival_p50", "ms"),
+            ("fan-out p99 (from publish send)", "send_to_arrival_p99", "ms"),
+            ("fan-out p99 (from publish ack)", "fanout_latency_p99", "ms"),
+            ("memory per held poll (all server processes)", "server_rss_per_held_poll", "bytes"),
+            ("deliveries", "deliveries", "count"),
+        ):
+            a, b = metric(ours, name), metric(theirs, name)
+            ratio = f"{a / b:.2f}" if a is not None and b and b >= 0.05 else "n/a"
+            print(f"| {size:,} | {figure} | {fmt(a, unit)} | {fmt(b, unit)} | {ratio} | {verdict(ours, theirs)} |")
+
+
 def main():
     folder = pathlib.Path(sys.argv[1])
     rows = [
@@ -128,6 +175,7 @@ def main():
         report = load(folder, name)
         p50, p99 = metric(report, "fanout_latency_p50"), metric(report, "fanout_latency_p99")
         print(f"| wake-up of {label}, from the push's acknowledgement: p50 / p99 | {fmt(p50, 'ms')} / {fmt(p99, 'ms')} | | | | | {verdict(report)} |")
+    wake_and_large_sections(folder)
     flood_section(folder)
     params = load(folder, "ours-fanout")
     if params:

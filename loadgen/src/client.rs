@@ -14,13 +14,19 @@ const CALLBACK: &str = "loadgen";
 /// (the protocol's "beyond the newest message" rule), which is how a poller starts.
 pub const BEYOND_NEWEST: u64 = 999_999_999_999_999;
 
-/// Builds the shared HTTP client: one connection per concurrent request, generous timeouts.
+/// Builds the shared HTTP client: one connection per concurrent request, generous timeouts;
+/// its connections leave from `source_address` when given (another loopback address, e.g.
+/// 127.0.0.2, for more connections to one server than one address has ports).
 ///
 /// # Errors
 /// The client could not be built.
-pub fn http_client(request_timeout: Duration) -> anyhow::Result<reqwest::Client> {
+pub fn http_client(
+    request_timeout: Duration,
+    source_address: Option<std::net::IpAddr>,
+) -> anyhow::Result<reqwest::Client> {
     reqwest::Client::builder()
         .timeout(request_timeout)
+        .local_address(source_address)
         .pool_max_idle_per_host(usize::MAX)
         .tcp_nodelay(true)
         .build()

@@ -24,6 +24,14 @@ struct Cli {
     /// behind a load balancer: the counts are summed); default: --url.
     #[arg(long = "health-url", global = true)]
     health_urls: Vec<String>,
+    /// Base URL `fanout`'s pollers spread over, round robin (repeat it for every instance of
+    /// the room); default: --url.
+    #[arg(long = "poll-url", global = true)]
+    poll_urls: Vec<String>,
+    /// Loopback address this process's connections leave from (e.g. 127.0.0.2): one address
+    /// has about 28 000 ports for one server address.
+    #[arg(long, global = true)]
+    source_address: Option<std::net::IpAddr>,
     /// Which protocol the server speaks.
     #[arg(long, global = true, value_enum, default_value_t = Protocol::Jsonp)]
     protocol: Protocol,
@@ -63,6 +71,35 @@ enum Scenario {
         duration: f64,
         /// Seconds to wait for stragglers after the last message.
         #[arg(long, default_value_t = 30.0)]
+        grace: f64,
+        /// Child processes the pollers are spread over (1: all in this one). One process holds
+        /// no more connections than its open-file limit.
+        #[arg(long, default_value_t = 1)]
+        processes: usize,
+        /// The server's process id, for its memory per held poll (repeat for several).
+        #[arg(long = "server-pid")]
+        server_pids: Vec<u32>,
+    },
+    /// A child process's share of a `fanout` run's pollers (started by `fanout --processes`).
+    #[command(hide = true)]
+    FanoutPollers {
+        /// Index of the first poller.
+        #[arg(long)]
+        first_index: usize,
+        /// Pollers.
+        #[arg(long)]
+        pollers: usize,
+        /// The run's message prefix.
+        #[arg(long)]
+        prefix: String,
+        /// Messages the run publishes.
+        #[arg(long)]
+        total: u64,
+        /// The newest time when the run began, ms.
+        #[arg(long)]
+        start_cursor: u64,
+        /// Seconds to wait for stragglers once standard input closes.
+        #[arg(long)]
         grace: f64,
     },
     /// C concurrent pushers for D seconds: acknowledged pushes per second.
@@ -119,6 +156,30 @@ enum Scenario {
     },
 }
 
+/// The global options a `fanout` child process is started with (all but `--json`, which the
+/// parent alone reads, and the source address, which each child gets its own of).
+fn child_args(cli: &Cli) -> Vec<String> {
+    let mut args = vec![
+        "--url".to_owned(),
+        cli.url.clone(),
+        "--protocol".to_owned(),
+        match cli.protocol {
+            Protocol::Jsonp => "jsonp",
+            Protocol::Nchan => "nchan",
+        }
+        .to_owned(),
+        "--channel".to_owned(),
+        cli.channel.clone(),
+        "--request-timeout".to_owned(),
+        cli.request_timeout.to_string(),
+    ];
+    for url in &cli.poll_urls {
+        args.push("--poll-url".to_owned());
+        args.push(url.clone());
+    }
+    args
+}
+
 fn seconds(value: f64) -> Duration {
     Duration::from_secs_f64(value.max(0.0))
 }
@@ -127,7 +188,12 @@ fn seconds(value: f64) -> Duration {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let wanted = match &cli.scenario {
-        Scenario::Fanout { pollers, .. } | Scenario::Idle { pollers, .. } => *pollers as u64 + 1024,
+        Scenario::Fanout {
+            pollers, processes, ..
+        } => (*pollers / (*processes).max(1)) as u64 + 1024,
+        Scenario::FanoutPollers { pollers, .. } | Scenario::Idle { pollers, .. } => {
+            *pollers as u64 + 1024
+        }
         Scenario::Push { concurrency, .. } => *concurrency as u64 + 1024,
         Scenario::Catchup { seeders, .. } => *seeders as u64 + 1024,
         Scenario::Flood {
@@ -138,7 +204,7 @@ async fn main() -> ExitCode {
     if limit < wanted {
         eprintln!("loadgen: warning: open-file limit {limit} is below the {wanted} this run needs");
     }
-    let http = match http_client(seconds(cli.request_timeout)) {
+    let http = match http_client(seconds(cli.request_timeout), cli.source_address) {
         Ok(http) => http,
         Err(error) => {
             eprintln!("loadgen: {error:#}");
@@ -148,6 +214,14 @@ async fn main() -> ExitCode {
     let target = match cli.protocol {
         Protocol::Jsonp => Target::Jsonp {
             client: JsonpClient::new(http.clone(), &cli.url),
+            poll_clients: if cli.poll_urls.is_empty() {
+                vec![JsonpClient::new(http.clone(), &cli.url)]
+            } else {
+                cli.poll_urls
+                    .iter()
+                    .map(|url| JsonpClient::new(http.clone(), url))
+                    .collect()
+            },
             publisher: JsonpClient::new(
                 http.clone(),
                 cli.publish_url.as_deref().unwrap_or(&cli.url),
@@ -167,13 +241,24 @@ async fn main() -> ExitCode {
         },
     };
     let quiet = cli.json;
+    let children_args = child_args(&cli);
     let report = match cli.scenario {
         Scenario::Fanout {
             pollers,
             rate,
             duration,
             grace,
+            processes,
+            server_pids,
         } => {
+            let processes = if processes > 1 {
+                fanout::Processes::Children {
+                    count: processes,
+                    args: children_args,
+                }
+            } else {
+                fanout::Processes::One
+            };
             fanout::run(
                 target,
                 fanout::FanoutParams {
@@ -181,10 +266,36 @@ async fn main() -> ExitCode {
                     rate,
                     duration: seconds(duration),
                     grace: seconds(grace),
+                    processes,
+                    server_pids,
                 },
                 quiet,
             )
             .await
+        }
+        Scenario::FanoutPollers {
+            first_index,
+            pollers,
+            prefix,
+            total,
+            start_cursor,
+            grace,
+        } => {
+            let params = fanout::ChildParams {
+                first_index,
+                pollers,
+                prefix,
+                total,
+                start_cursor,
+                grace: seconds(grace),
+            };
+            return match fanout::run_child(target, params).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("loadgen: {error:#}");
+                    ExitCode::FAILURE
+                }
+            };
         }
         Scenario::Push {
             concurrency,

@@ -3,20 +3,31 @@
 //! zero when a poller is woken before the publisher reads its own answer, which our server does
 //! by design), and from the moment the publisher sent it (`send_to_arrival`: the whole path,
 //! the server's fsync included). Every poller must receive every message exactly once, in order.
+//!
+//! One process holds at most as many connections as its open-file limit allows (20 000 on the
+//! benchmark machine, a hard limit), so a larger run spreads its pollers over child processes
+//! (`--processes`): each child runs `loadgen fanout-pollers`, a share of the pollers from its
+//! own loopback source address, and writes what they received as one JSON line when told to
+//! stop (its standard input closes); arrival times cross processes as Unix time in ns.
 
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 use tokio::time::Instant;
 
+use super::idle::total_rss;
 use super::{check_sequence, progress_bar, run_id, Target};
 use crate::client::{NchanPoll, BEYOND_NEWEST};
 use crate::report::Report;
 use crate::stats::Latencies;
 
 /// Parameters of a fanout run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct FanoutParams {
     /// Held pops (concurrent subscribers).
     pub pollers: usize,
@@ -26,6 +37,27 @@ pub struct FanoutParams {
     pub duration: Duration,
     /// How long to wait for stragglers after the last message.
     pub grace: Duration,
+    /// Where the pollers run: in this process, or in child processes.
+    pub processes: Processes,
+    /// The server's processes whose resident memory is measured before the pollers start and
+    /// once all are held (`server_rss_per_held_poll`, bytes); empty: not measured.
+    pub server_pids: Vec<u32>,
+}
+
+/// Where a fanout run's pollers run.
+#[derive(Debug, Clone)]
+pub enum Processes {
+    /// All in this process.
+    One,
+    /// Spread evenly over `count` child processes of this program, started with `args` (the
+    /// global options: URLs, protocol, channel, timeout) before `fanout-pollers`; child `i`
+    /// connects from 127.0.0.`i + 2`.
+    Children {
+        /// How many child processes.
+        count: usize,
+        /// The global options each child is given.
+        args: Vec<String>,
+    },
 }
 
 /// What one poller saw: sequence numbers with their arrival instants.
@@ -33,6 +65,38 @@ pub struct FanoutParams {
 struct Received {
     arrivals: Vec<(u64, Instant)>,
     errors: u64,
+}
+
+/// What a child process's poller saw, as it writes it: arrivals as `(seq, Unix time in ns)`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ChildPoller {
+    /// `(sequence number, arrival as Unix time in ns)`, in arrival order.
+    pub arrivals: Vec<(u64, u128)>,
+    /// Failed polls.
+    pub errors: u64,
+}
+
+/// Parameters of a child process's share of the pollers (`loadgen fanout-pollers`).
+#[derive(Debug, Clone)]
+pub struct ChildParams {
+    /// Index of the child's first poller (names `p<index>`, URL `index % n`).
+    pub first_index: usize,
+    /// How many pollers.
+    pub pollers: usize,
+    /// The message prefix of the run.
+    pub prefix: String,
+    /// How many messages the run publishes.
+    pub total: u64,
+    /// The newest time when the run began (JSONP), ms.
+    pub start_cursor: u64,
+    /// How long to wait for stragglers once told to stop.
+    pub grace: Duration,
+}
+
+fn unix_nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos())
 }
 
 /// Whether the run's grace period after the last message is over.
@@ -56,9 +120,10 @@ async fn jsonp_poller(
     ready: Arc<AtomicU64>,
     stop_at: Arc<Mutex<Option<Instant>>>,
 ) -> Received {
-    let Target::Jsonp { client, .. } = target else {
+    let Target::Jsonp { poll_clients, .. } = target else {
         unreachable!("jsonp poller on a jsonp target")
     };
+    let client = &poll_clients[index % poll_clients.len()];
     let name = format!("p{index}");
     let mut received = Received::default();
     ready.fetch_add(1, Ordering::SeqCst);
@@ -150,36 +215,57 @@ pub async fn run(target: Target, params: FanoutParams, quiet: bool) -> Report {
         },
         Target::Nchan { .. } => 0,
     };
+    let rss_before = total_rss(&params.server_pids);
     progress.set_message(format!("starting {} pollers", params.pollers));
-    let pollers: Vec<_> = (0..params.pollers)
-        .map(|index| {
-            let (target, prefix, ready, stop_at) = (
-                target.clone(),
-                prefix.clone(),
-                ready.clone(),
-                stop_at.clone(),
+    let pollers = match &params.processes {
+        Processes::One => {
+            let pollers = spawn_pollers(
+                &target,
+                0..params.pollers,
+                &prefix,
+                total,
+                start_cursor,
+                &ready,
+                &stop_at,
             );
-            tokio::spawn(async move {
-                match &target {
-                    Target::Jsonp { .. } => {
-                        jsonp_poller(target, index, prefix, total, start_cursor, ready, stop_at)
-                            .await
-                    }
-                    Target::Nchan { .. } => {
-                        nchan_poller(target, prefix, total, ready, stop_at).await
+            while ready.load(Ordering::SeqCst) < params.pollers as u64 {
+                progress.set_message(format!(
+                    "pollers with a cursor: {}/{}",
+                    ready.load(Ordering::SeqCst),
+                    params.pollers
+                ));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Pollers::Tasks(pollers)
+        }
+        Processes::Children { count, args } => {
+            let share = params.pollers.div_ceil((*count).max(1));
+            let mut children = Vec::new();
+            for child in 0..(*count).max(1) {
+                let first_index = child * share;
+                let pollers = share.min(params.pollers.saturating_sub(first_index));
+                if pollers == 0 {
+                    break;
+                }
+                let child_params = ChildParams {
+                    first_index,
+                    pollers,
+                    prefix: prefix.clone(),
+                    total,
+                    start_cursor,
+                    grace: params.grace,
+                };
+                match spawn_child(args, child, &child_params) {
+                    Ok(spawned) => children.push(spawned),
+                    Err(error) => {
+                        report.violations([format!("child process {child}: {error:#}")]);
+                        return report;
                     }
                 }
-            })
-        })
-        .collect();
-    while ready.load(Ordering::SeqCst) < params.pollers as u64 {
-        progress.set_message(format!(
-            "pollers with a cursor: {}/{}",
-            ready.load(Ordering::SeqCst),
-            params.pollers
-        ));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+            }
+            Pollers::Children(children)
+        }
+    };
     if !target
         .wait_for_held(params.pollers as u64, Duration::from_secs(60), &progress)
         .await
@@ -189,6 +275,7 @@ pub async fn run(target: Target, params: FanoutParams, quiet: bool) -> Report {
             params.pollers
         )]);
     }
+    let rss_held = total_rss(&params.server_pids);
 
     // The publisher: message `seq` is sent at start + seq / rate.
     let mut acks: Vec<Option<Instant>> = vec![None; total as usize];
@@ -227,11 +314,11 @@ pub async fn run(target: Target, params: FanoutParams, quiet: bool) -> Report {
     let mut latencies_from_send = Latencies::default();
     let mut n_delivered = 0u64;
     let mut sequence_violations = Vec::new();
-    for (index, poller) in pollers.into_iter().enumerate() {
-        let received = match poller.await {
+    for (index, received) in pollers.collect().await.into_iter().enumerate() {
+        let received = match received {
             Ok(received) => received,
             Err(error) => {
-                sequence_violations.push(format!("poller {index} crashed: {error}"));
+                sequence_violations.push(format!("poller {index}: {error:#}"));
                 continue;
             }
         };
@@ -276,5 +363,195 @@ pub async fn run(target: Target, params: FanoutParams, quiet: bool) -> Report {
     report.metric("send_to_arrival_max", from_send.max_ms, "ms");
     report.metric("publish_ack_latency_p50", publish.p50_ms, "ms");
     report.metric("publish_ack_latency_p99", publish.p99_ms, "ms");
+    if let (Some(before), Some(held)) = (rss_before, rss_held) {
+        report.metric(
+            "server_rss_per_held_poll",
+            held.saturating_sub(before) as f64 / params.pollers.max(1) as f64,
+            "bytes",
+        );
+    }
     report
+}
+
+/// Starts the pollers `indices` as tasks of this process.
+fn spawn_pollers(
+    target: &Target,
+    indices: std::ops::Range<usize>,
+    prefix: &str,
+    total: u64,
+    start_cursor: u64,
+    ready: &Arc<AtomicU64>,
+    stop_at: &Arc<Mutex<Option<Instant>>>,
+) -> Vec<tokio::task::JoinHandle<Received>> {
+    indices
+        .map(|index| {
+            let (target, prefix, ready, stop_at) = (
+                target.clone(),
+                prefix.to_owned(),
+                ready.clone(),
+                stop_at.clone(),
+            );
+            tokio::spawn(async move {
+                match &target {
+                    Target::Jsonp { .. } => {
+                        jsonp_poller(target, index, prefix, total, start_cursor, ready, stop_at)
+                            .await
+                    }
+                    Target::Nchan { .. } => {
+                        nchan_poller(target, prefix, total, ready, stop_at).await
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// The run's pollers, wherever they run.
+enum Pollers {
+    Tasks(Vec<tokio::task::JoinHandle<Received>>),
+    Children(Vec<tokio::process::Child>),
+}
+
+impl Pollers {
+    /// Waits for every poller (a child process is told to stop by closing its standard
+    /// input) and returns what each received, in poller order.
+    async fn collect(self) -> Vec<anyhow::Result<Received>> {
+        match self {
+            Pollers::Tasks(tasks) => {
+                let mut all = Vec::with_capacity(tasks.len());
+                for task in tasks {
+                    all.push(task.await.context("the poller crashed"));
+                }
+                all
+            }
+            Pollers::Children(children) => {
+                // Unix time in ns and this process's clock, read together.
+                let (now, now_nanos) = (Instant::now(), unix_nanos());
+                let at = |nanos: u128| -> Instant {
+                    if nanos >= now_nanos {
+                        now + Duration::from_nanos((nanos - now_nanos) as u64)
+                    } else {
+                        now.checked_sub(Duration::from_nanos((now_nanos - nanos) as u64))
+                            .unwrap_or(now)
+                    }
+                };
+                let mut all = Vec::new();
+                for (number, mut child) in children.into_iter().enumerate() {
+                    drop(child.stdin.take());
+                    let mut out = String::new();
+                    let read = match child.stdout.take() {
+                        Some(mut stdout) => stdout.read_to_string(&mut out).await.map(|_| ()),
+                        None => Ok(()),
+                    };
+                    let _ = child.wait().await;
+                    let parsed = read.context("reading a child's report").and_then(|()| {
+                        serde_json::from_str::<Vec<ChildPoller>>(out.trim())
+                            .with_context(|| format!("child {number} wrote no report"))
+                    });
+                    match parsed {
+                        Ok(pollers) => all.extend(pollers.into_iter().map(|poller| {
+                            Ok(Received {
+                                arrivals: poller
+                                    .arrivals
+                                    .into_iter()
+                                    .map(|(seq, nanos)| (seq, at(nanos)))
+                                    .collect(),
+                                errors: poller.errors,
+                            })
+                        })),
+                        Err(error) => all.push(Err(error)),
+                    }
+                }
+                all
+            }
+        }
+    }
+}
+
+/// Starts child process `number` with its share of the pollers.
+fn spawn_child(
+    args: &[String],
+    number: usize,
+    params: &ChildParams,
+) -> anyhow::Result<tokio::process::Child> {
+    let exe = std::env::current_exe().context("finding this program")?;
+    let source = std::net::Ipv4Addr::new(127, 0, 0, (number + 2).min(254) as u8);
+    tokio::process::Command::new(exe)
+        .args(args)
+        .arg("--source-address")
+        .arg(source.to_string())
+        .arg("fanout-pollers")
+        .arg("--first-index")
+        .arg(params.first_index.to_string())
+        .arg("--pollers")
+        .arg(params.pollers.to_string())
+        .arg("--prefix")
+        .arg(&params.prefix)
+        .arg("--total")
+        .arg(params.total.to_string())
+        .arg("--start-cursor")
+        .arg(params.start_cursor.to_string())
+        .arg("--grace")
+        .arg(params.grace.as_secs_f64().to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting a child process")
+}
+
+/// A child process's share of the pollers (`loadgen fanout-pollers`): runs them until every
+/// message arrived or, once its standard input closes, the grace time passed; then writes what
+/// each received as one JSON line (`[{"arrivals":[[seq, unix_ns], …], "errors":n}, …]`).
+///
+/// # Errors
+/// Standard output could not be written.
+pub async fn run_child(target: Target, params: ChildParams) -> anyhow::Result<()> {
+    let ready = Arc::new(AtomicU64::new(0));
+    let stop_at: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
+    let tasks = spawn_pollers(
+        &target,
+        params.first_index..params.first_index + params.pollers,
+        &params.prefix,
+        params.total,
+        params.start_cursor,
+        &ready,
+        &stop_at,
+    );
+    {
+        let stop_at = stop_at.clone();
+        let grace = params.grace;
+        tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+            while let Ok(Some(_)) = lines.next_line().await {}
+            if let Ok(mut stop) = stop_at.lock() {
+                *stop = Some(Instant::now() + grace);
+            }
+        });
+    }
+    // Arrival instants of this process, as Unix time.
+    let (now, now_nanos) = (Instant::now(), unix_nanos());
+    let mut pollers = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        let received = task.await.unwrap_or_default();
+        pollers.push(ChildPoller {
+            arrivals: received
+                .arrivals
+                .into_iter()
+                .map(|(seq, at)| {
+                    let nanos = if at >= now {
+                        now_nanos + at.duration_since(now).as_nanos()
+                    } else {
+                        now_nanos.saturating_sub(now.duration_since(at).as_nanos())
+                    };
+                    (seq, nanos)
+                })
+                .collect(),
+            errors: received.errors,
+        });
+    }
+    let json = serde_json::to_string(&pollers).context("writing the report")?;
+    println!("{json}");
+    Ok(())
 }

@@ -35,7 +35,11 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kib * 1024)
 }
 
-fn total_rss(pids: &[u32]) -> Option<u64> {
+/// Resident memory of `pids` together, bytes; `None` when one cannot be read or none is given.
+pub fn total_rss(pids: &[u32]) -> Option<u64> {
+    if pids.is_empty() {
+        return None;
+    }
     pids.iter().map(|&pid| rss_bytes(pid)).sum()
 }
 

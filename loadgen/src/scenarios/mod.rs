@@ -20,6 +20,9 @@ pub enum Target {
     Jsonp {
         /// The client.
         client: JsonpClient,
+        /// The clients `fanout`'s pollers use, poller `i` the `i % n`th: `client`, or one per
+        /// instance of the same room (`--poll-url`).
+        poll_clients: Vec<JsonpClient>,
         /// The client the `fanout` publisher pushes through: `client`, or another instance of
         /// the same room (`--publish-url`), to measure a wake-up across instances.
         publisher: JsonpClient,
