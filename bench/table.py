@@ -110,7 +110,7 @@ def wake_and_large_sections(folder):
           "pollers spread evenly over them, and nchan as many nginx workers; loadgen spreads its "
           "pollers over as many processes:")
     print()
-    print("| held polls | figure | ours | nginx + nchan | ours / nchan | all delivered once, in order |")
+    print("| held polls | figure | ours | nginx + nchan | ours / nchan | all delivered once, in order (ours / nchan) |")
     print("|---|---|---|---|---|---|")
     for size in sizes:
         ours, theirs = load(folder, f"ours-fanout-{size}"), load(folder, f"nchan-fanout-{size}")
@@ -123,7 +123,7 @@ def wake_and_large_sections(folder):
         ):
             a, b = metric(ours, name), metric(theirs, name)
             ratio = f"{a / b:.2f}" if a is not None and b and b >= 0.05 else "n/a"
-            print(f"| {size:,} | {figure} | {fmt(a, unit)} | {fmt(b, unit)} | {ratio} | {verdict(ours, theirs)} |")
+            print(f"| {size:,} | {figure} | {fmt(a, unit)} | {fmt(b, unit)} | {ratio} | {verdict(ours)} / {verdict(theirs)} |")
 
 
 def main():
@@ -142,39 +142,41 @@ def main():
         ("catch-up through the history", "ours-catchup", "catchup_time", None, None, None, "s", True),
         ("catch-up throughput", "ours-catchup", "catchup_throughput", None, None, None, "msg/s", False),
     ]
-    print("| figure | ours | theirs | ours / theirs | all delivered once, in order |")
-    print("|---|---|---|---|---|")
-    for figure, ours_file, ours_metric, label, theirs_file, theirs_metric, unit, _ in rows:
-        ours_report = load(folder, ours_file)
-        ours = metric(ours_report, ours_metric)
-        theirs_report = load(folder, theirs_file) if theirs_file else None
-        theirs = metric(theirs_report, theirs_metric) if theirs_file else None
-        # A denominator under 0.05 (a latency that rounds to 0 ms) makes a meaningless ratio.
-        ratio = f"{ours / theirs:.2f}" if ours is not None and theirs and theirs >= 0.05 else "n/a"
-        theirs_text = f"{fmt(theirs, unit)} ({label})" if label else "n/a"
-        print(f"| {figure} | {fmt(ours, unit)} | {theirs_text} | {ratio} | {verdict(ours_report, theirs_report)} |")
-    print()
-    print("The backends, same run (local: the data folder; Redis: deploy/redis.conf, fsync on every write):")
-    print()
-    print("| figure | local | Redis, 1 instance | Redis, 2 instances + nginx | Redis 1 / local | Redis 2 / local | all delivered once, in order |")
-    print("|---|---|---|---|---|---|---|")
-    backend_rows = [
-        ("pushes/s, 64 pushers", "push", "push_throughput", "msg/s"),
-        ("fan-out p50 (from publish send)", "fanout", "send_to_arrival_p50", "ms"),
-        ("fan-out p99 (from publish send)", "fanout", "send_to_arrival_p99", "ms"),
-        ("fan-out p99 (from publish ack)", "fanout", "fanout_latency_p99", "ms"),
-    ]
-    for figure, scenario, name, unit in backend_rows:
-        reports = [load(folder, f"{who}-{scenario}") for who in ("ours", "redis1", "redis2")]
-        values = [metric(report, name) for report in reports]
-        local = values[0]
-        ratios = [f"{value / local:.2f}" if value is not None and local else "n/a" for value in values[1:]]
-        cells = " | ".join(fmt(value, unit) for value in values)
-        print(f"| {figure} | {cells} | {ratios[0]} | {ratios[1]} | {verdict(*reports)} |")
-    for label, name in (("one held pop, local folder", "ours-wake"), ("one held pop on another instance (Redis)", "redis-wake-across")):
-        report = load(folder, name)
-        p50, p99 = metric(report, "fanout_latency_p50"), metric(report, "fanout_latency_p99")
-        print(f"| wake-up of {label}, from the push's acknowledgement: p50 / p99 | {fmt(p50, 'ms')} / {fmt(p99, 'ms')} | | | | | {verdict(report)} |")
+    # A run of the larger sizes alone (PARTS=large) has none of these.
+    if any(load(folder, name) for name in ("ours-idle", "ours-fanout", "ours-push")):
+        print("| figure | ours | theirs | ours / theirs | all delivered once, in order |")
+        print("|---|---|---|---|---|")
+        for figure, ours_file, ours_metric, label, theirs_file, theirs_metric, unit, _ in rows:
+            ours_report = load(folder, ours_file)
+            ours = metric(ours_report, ours_metric)
+            theirs_report = load(folder, theirs_file) if theirs_file else None
+            theirs = metric(theirs_report, theirs_metric) if theirs_file else None
+            # A denominator under 0.05 (a latency that rounds to 0 ms) makes a meaningless ratio.
+            ratio = f"{ours / theirs:.2f}" if ours is not None and theirs and theirs >= 0.05 else "n/a"
+            theirs_text = f"{fmt(theirs, unit)} ({label})" if label else "n/a"
+            print(f"| {figure} | {fmt(ours, unit)} | {theirs_text} | {ratio} | {verdict(ours_report, theirs_report)} |")
+        print()
+        print("The backends, same run (local: the data folder; Redis: deploy/redis.conf, fsync on every write):")
+        print()
+        print("| figure | local | Redis, 1 instance | Redis, 2 instances + nginx | Redis 1 / local | Redis 2 / local | all delivered once, in order |")
+        print("|---|---|---|---|---|---|---|")
+        backend_rows = [
+            ("pushes/s, 64 pushers", "push", "push_throughput", "msg/s"),
+            ("fan-out p50 (from publish send)", "fanout", "send_to_arrival_p50", "ms"),
+            ("fan-out p99 (from publish send)", "fanout", "send_to_arrival_p99", "ms"),
+            ("fan-out p99 (from publish ack)", "fanout", "fanout_latency_p99", "ms"),
+        ]
+        for figure, scenario, name, unit in backend_rows:
+            reports = [load(folder, f"{who}-{scenario}") for who in ("ours", "redis1", "redis2")]
+            values = [metric(report, name) for report in reports]
+            local = values[0]
+            ratios = [f"{value / local:.2f}" if value is not None and local else "n/a" for value in values[1:]]
+            cells = " | ".join(fmt(value, unit) for value in values)
+            print(f"| {figure} | {cells} | {ratios[0]} | {ratios[1]} | {verdict(*reports)} |")
+        for label, name in (("one held pop, local folder", "ours-wake"), ("one held pop on another instance (Redis)", "redis-wake-across")):
+            report = load(folder, name)
+            p50, p99 = metric(report, "fanout_latency_p50"), metric(report, "fanout_latency_p99")
+            print(f"| wake-up of {label}, from the push's acknowledgement: p50 / p99 | {fmt(p50, 'ms')} / {fmt(p99, 'ms')} | | | | | {verdict(report)} |")
     wake_and_large_sections(folder)
     flood_section(folder)
     params = load(folder, "ours-fanout")
