@@ -62,6 +62,23 @@ wait_for_port() {
   return 1
 }
 
+# Starts nginx + nchan with prefix $1, configuration $2 and $3 worker processes; sets
+# nginx_master and worker_args (--server-pid of each worker, for loadgen's memory figures).
+start_nchan() {
+  mkdir -p "$1/tmp"
+  nginx -p "$1" -c "$2" &
+  nginx_master=$!
+  pids+=("$nginx_master")
+  wait_for_port 8980
+  # The master forks its workers after it listens.
+  for _ in $(seq 1 50); do
+    [ "$(pgrep -c -P "$nginx_master")" -ge "$3" ] && break
+    sleep 0.1
+  done
+  worker_args=()
+  for pid in $(pgrep -P "$nginx_master"); do worker_args+=(--server-pid "$pid"); done
+}
+
 for port in 8973 8975 8976 8977 8978 8980 8990; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "port $port is already in use (a chat-server started by scripts/run.sh?): stop it first" >&2
@@ -142,14 +159,7 @@ loadgen --url http://127.0.0.1:8975/ push --concurrency "$PUSHERS" --duration "$
 kill "${pids[-1]}"
 
 echo "== theirs: nginx + nchan"
-mkdir -p "$work/nginx/tmp"
-nginx -p "$work/nginx" -c "$PWD/bench/nginx-nchan.conf" &
-nginx_master=$!
-pids+=("$nginx_master")
-wait_for_port 8980
-sleep 0.5
-worker_args=()
-for pid in $(pgrep -P "$nginx_master"); do worker_args+=(--server-pid "$pid"); done
+start_nchan "$work/nginx" "$PWD/bench/nginx-nchan.conf" 2
 loadgen --protocol nchan --url http://127.0.0.1:8980 idle --pollers "$POLLERS" --duration "$IDLE_SECONDS" "${worker_args[@]}" >"$out/nchan-idle.json"
 loadgen --protocol nchan --url http://127.0.0.1:8980 fanout --pollers "$POLLERS" --rate "$RATE" --duration "$FANOUT_SECONDS" >"$out/nchan-fanout.json"
 loadgen --protocol nchan --url http://127.0.0.1:8980 fanout --pollers 1 --rate 20 --duration "$WAKE_SECONDS" >"$out/nchan-wake.json"
@@ -194,13 +204,7 @@ for size in $LARGE_SIZES; do
 
   sed -e "s/^worker_processes .*/worker_processes $instances;/" \
     -e "s/worker_connections .*/worker_connections 19000;/" bench/nginx-nchan.conf >"$work/large/nginx.conf"
-  nginx -p "$work/large/nginx" -c "$work/large/nginx.conf" &
-  nginx_master=$!
-  pids+=("$nginx_master")
-  wait_for_port 8980
-  sleep 0.5
-  worker_args=()
-  for pid in $(pgrep -P "$nginx_master"); do worker_args+=(--server-pid "$pid"); done
+  start_nchan "$work/large/nginx" "$work/large/nginx.conf" "$instances"
   loadgen --protocol nchan --url http://127.0.0.1:8980 fanout --pollers "$size" --processes "$instances" \
     "${worker_args[@]}" --rate "$RATE" --duration "$FANOUT_SECONDS" >"$out/nchan-fanout-$size.json" || true
   kill -QUIT "$nginx_master" 2>/dev/null || true

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 use super::idle::total_rss;
 use super::{check_sequence, progress_bar, run_id, Target};
-use crate::client::{NchanPoll, BEYOND_NEWEST};
+use crate::client::NchanPoll;
 use crate::report::Report;
 use crate::stats::Latencies;
 
@@ -198,23 +198,7 @@ pub async fn run(target: Target, params: FanoutParams, quiet: bool) -> Report {
     let ready = Arc::new(AtomicU64::new(0));
     let stop_at: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
 
-    // Every poller starts from the newest time, asked once here: a first pop of each poller,
-    // answered at once, would be followed at once by its held pop, and hyper's pool then often
-    // opens a second connection before the first is back in the pool (about one more
-    // connection per poller, closed by the server's keep-alive timeout during the run). nchan's
-    // pollers start with a held poll as well.
-    let start_cursor = match &target {
-        Target::Jsonp { publisher, .. } => loop {
-            match publisher.pop("publisher", BEYOND_NEWEST).await {
-                Ok(answer) => break answer.time,
-                Err(error) => {
-                    progress.set_message(format!("asking for the newest time: {error:#}"));
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        },
-        Target::Nchan { .. } => 0,
-    };
+    let start_cursor = target.start_cursor(&progress).await;
     let rss_before = total_rss(&params.server_pids);
     progress.set_message(format!("starting {} pollers", params.pollers));
     let pollers = match &params.processes {

@@ -7,7 +7,6 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{progress_bar, Target};
-use crate::client::BEYOND_NEWEST;
 use crate::report::Report;
 
 /// How long the pollers may take to be all held.
@@ -53,20 +52,8 @@ pub async fn run(target: Target, params: IdleParams, quiet: bool) -> Report {
         serde_json::json!({"pollers": params.pollers, "duration_s": params.duration.as_secs_f64(), "server_pids": params.server_pids}),
     );
     let rss_before = total_rss(&params.server_pids);
-    // Every poller starts from the newest time, asked once here, so that its first poll is
-    // held: one connection per poller, as with nchan's pollers (see `fanout`).
-    let start_cursor = match &target {
-        Target::Jsonp { client, .. } => loop {
-            match client.pop("idle", BEYOND_NEWEST).await {
-                Ok(answer) => break answer.time,
-                Err(error) => {
-                    progress.set_message(format!("asking for the newest time: {error:#}"));
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        },
-        Target::Nchan { .. } => 0,
-    };
+    // Each poller's first poll is held: one connection per poller.
+    let start_cursor = target.start_cursor(&progress).await;
     // Pollers run until told to stop: the hold starts counting once every poll is held.
     let deadline = Instant::now() + params.duration + ALL_HELD_TIMEOUT + SETTLE;
     let pollers: Vec<_> = (0..params.pollers)
@@ -122,9 +109,9 @@ pub async fn run(target: Target, params: IdleParams, quiet: bool) -> Report {
             params.pollers
         )]);
     }
-    // Measure once the load generator's spare keep-alive connections (opened while the
-    // pollers started) have been closed by the server's keep-alive timeout (5 s for both
-    // servers), so that what is left is one connection per held poll, as with real clients.
+    // Measure after the servers' keep-alive timeout (5 s for both): a spare connection (one a
+    // retried poll left idle) is closed by then, so what is left is one connection per held
+    // poll, as with real clients.
     progress.set_message(format!(
         "holding {} polls; letting spare connections close",
         params.pollers

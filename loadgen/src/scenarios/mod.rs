@@ -87,6 +87,26 @@ impl Target {
         }
     }
 
+    /// The cursor every poller of a run starts from: the newest time, asked once (JSONP; nchan's
+    /// pollers need none: 0), retried every 100 ms until the server answers. A first pop of
+    /// each poller, answered at once and followed at once by its held pop, made hyper's pool
+    /// open a second connection before the first was back in it, about one more connection per
+    /// poller; starting held, each poller has one, as nchan's pollers do.
+    pub async fn start_cursor(&self, progress: &ProgressBar) -> u64 {
+        let Target::Jsonp { publisher, .. } = self else {
+            return 0;
+        };
+        loop {
+            match publisher.pop("loadgen", crate::client::BEYOND_NEWEST).await {
+                Ok(answer) => return answer.time,
+                Err(error) => {
+                    progress.set_message(format!("asking for the newest time: {error:#}"));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
     /// Waits (up to `timeout`) until the server holds at least `n` polls; when the server
     /// cannot say, waits a fixed two seconds.
     pub async fn wait_for_held(&self, n: u64, timeout: Duration, progress: &ProgressBar) -> bool {
