@@ -78,44 +78,31 @@ fn assert_sized(what: &str, answer: &RawAnswer) {
     );
 }
 
+/// A held pop is answered in one piece, head and sized body, on HTTP/1.0 (with and without
+/// keep-alive: it has no chunked encoding) and on HTTP/1.1 alike.
 #[tokio::test]
-async fn an_http_1_0_held_pop_is_answered_sized_not_chunked_with_and_without_keep_alive() {
+async fn a_held_pop_is_answered_sized_not_chunked_on_http_1_0_and_1_1() {
     let app = spawn_app().await;
-    for keep_alive in [false, true] {
+    let cases = [
+        ("HTTP/1.0", ""),
+        ("HTTP/1.0", "Connection: keep-alive\r\n"),
+        ("HTTP/1.1", "Host: chat\r\n"),
+    ];
+    for (version, headers) in cases {
         let newest = app.push("a", "before").await;
-        let connection = if keep_alive {
-            "Connection: keep-alive\r\n"
-        } else {
-            ""
-        };
         let request = format!(
-            "GET /?name=old&method=pop&time={newest}&callback=cb HTTP/1.0\r\n{connection}\r\n"
+            "GET /?name=old&method=pop&time={newest}&callback=cb {version}\r\n{headers}\r\n"
         );
         let held = tokio::spawn(exchange(app.addr, request));
         app.wait_for_held(1).await;
-        app.push("a", "wakes the 1.0 pop").await;
+        let text = format!("wakes the {version} pop");
+        app.push("a", &text).await;
         let answer = held.await.unwrap();
-        assert_sized(&format!("held pop, keep-alive {keep_alive}"), &answer);
+        assert_sized(&format!("held pop, {version} {headers:?}"), &answer);
         let object = jsonp_object(&String::from_utf8(answer.body).unwrap()).unwrap();
-        assert_eq!(object["msgList"][0]["msg"], "wakes the 1.0 pop");
+        assert_eq!(object["msgList"][0]["msg"], text);
         app.wait_for_held(0).await;
     }
-}
-
-#[tokio::test]
-async fn an_http_1_1_held_pop_is_answered_in_one_sized_piece_not_chunked() {
-    let app = spawn_app().await;
-    let newest = app.push("a", "before").await;
-    let request = format!(
-        "GET /?name=new&method=pop&time={newest}&callback=cb HTTP/1.1\r\nHost: chat\r\n\r\n"
-    );
-    let held = tokio::spawn(exchange(app.addr, request));
-    app.wait_for_held(1).await;
-    app.push("a", "wakes the 1.1 pop").await;
-    let answer = held.await.unwrap();
-    assert_sized("held pop on HTTP/1.1", &answer);
-    let object = jsonp_object(&String::from_utf8(answer.body).unwrap()).unwrap();
-    assert_eq!(object["msgList"][0]["msg"], "wakes the 1.1 pop");
 }
 
 #[tokio::test]
