@@ -517,9 +517,9 @@ impl Room {
         Ok(Arc::new(SharedPage::new(after, messages)))
     }
 
-    /// Waits up to `hold` for messages newer than `cursor`: returns them (and when the wait
-    /// woke) as soon as there are some, or `None` when the hold time passed or the server
-    /// began to shut down. `changes` must come from [`Room::subscribe`], taken before the
+    /// Waits up to `hold` for messages newer than `cursor`: returns them as a page shared with
+    /// the other held pops woken at the same cursor (and when the wait woke) as soon as there
+    /// are some, or `None` when the hold time passed or the server began to shut down. `changes` must come from [`Room::subscribe`], taken before the
     /// caller last looked.
     ///
     /// # Errors
