@@ -8,6 +8,7 @@
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::HttpResponse;
 use chat_shared::CallbackName;
+use serde::Serialize;
 
 /// The `Content-Type` of every JSONP answer.
 pub const JAVASCRIPT_CONTENT_TYPE: &str = "application/javascript; charset=utf-8";
@@ -47,15 +48,45 @@ pub fn push_escaped_json(out: &mut String, json: &str) {
     out.push_str(&json[copied..]);
 }
 
-/// The JSONP body `/**/<callback>(<json>);` for an already-serialized JSON value.
-pub fn render_body(callback: &CallbackName, json: &str) -> String {
-    let mut body = String::with_capacity(json.len() + callback.as_str().len() + 8);
-    body.push_str("/**/");
-    body.push_str(callback.as_str());
-    body.push('(');
-    push_escaped_json(&mut body, json);
-    body.push_str(");");
-    body
+/// Whether serialized `json` holds a character [`push_escaped_json`] escapes.
+fn needs_escape(json: &[u8]) -> bool {
+    json.iter().enumerate().any(|(idx, &byte)| match byte {
+        b'<' | b'>' | b'&' => true,
+        0xE2 => json.get(idx + 1) == Some(&0x80) && matches!(json.get(idx + 2), Some(0xA8 | 0xA9)),
+        _ => false,
+    })
+}
+
+/// The JSONP body `/**/<callback>(<json>);` of `value` serialized as JSON, escaped as
+/// [`push_escaped_json`] does. The JSON is written straight into the body, so an answer
+/// costs one allocation when `json_bytes` (a guess of the JSON's size) is enough; it is
+/// copied again only when it holds a character to escape. A value that cannot be serialized
+/// is written as `{}`.
+pub fn render_body<T: Serialize + ?Sized>(
+    callback: &CallbackName,
+    json_bytes: usize,
+    value: &T,
+) -> String {
+    let prefix_len = "/**/".len() + callback.as_str().len() + 1;
+    let mut body = Vec::with_capacity(prefix_len + json_bytes + ");".len());
+    body.extend_from_slice(b"/**/");
+    body.extend_from_slice(callback.as_str().as_bytes());
+    body.push(b'(');
+    if serde_json::to_writer(&mut body, value).is_err() {
+        body.truncate(prefix_len);
+        body.extend_from_slice(b"{}");
+    }
+    if needs_escape(&body[prefix_len..]) {
+        // serde_json writes UTF-8 only.
+        let json = String::from_utf8_lossy(&body[prefix_len..]).into_owned();
+        body.truncate(prefix_len);
+        let mut escaped = String::with_capacity(json.len() + 32);
+        push_escaped_json(&mut escaped, &json);
+        body.extend_from_slice(escaped.as_bytes());
+    }
+    body.extend_from_slice(b");");
+    String::from_utf8(body)
+        .unwrap_or_else(|not_utf8| String::from_utf8_lossy(not_utf8.as_bytes()).into_owned())
 }
 
 /// A 200 answer carrying `body` with the JSONP headers: JavaScript content type, `nosniff`,
@@ -104,13 +135,17 @@ mod tests {
     #[test]
     fn escapes_script_breaking_characters_inside_strings() {
         let callback = CallbackName::parse("cb").expect("valid");
-        let json =
-            serde_json::to_string(&serde_json::json!({"msg": "</script><b>&\u{2028}\u{2029}"}))
-                .expect("serializes");
-        let body = render_body(&callback, &json);
+        let value = serde_json::json!({"msg": "</script><b>&\u{2028}\u{2029}"});
+        for json_bytes in [0, 16, 1024] {
+            assert_eq!(
+                render_body(&callback, json_bytes, &value),
+                r#"/**/cb({"msg":"\u003c/script\u003e\u003cb\u003e\u0026\u2028\u2029"});"#
+            );
+        }
+        let plain = serde_json::json!({"msg": "\u{2027}\u{202A}中文 a"});
         assert_eq!(
-            body,
-            r#"/**/cb({"msg":"\u003c/script\u003e\u003cb\u003e\u0026\u2028\u2029"});"#
+            render_body(&callback, 8, &plain),
+            "/**/cb({\"msg\":\"\u{2027}\u{202A}中文 a\"});"
         );
     }
 }

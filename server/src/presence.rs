@@ -170,31 +170,30 @@ impl Presence {
 
     /// `name` did something (a save or a pop).
     pub fn seen(&self, name: &str) {
-        if !counts(name) {
-            return;
+        if counts(name) {
+            self.see(&mut self.lock(), name);
         }
-        let mut state = self.lock();
+    }
+
+    /// Marks `name` seen now in `state` (marking the list changed when it was not online) and
+    /// returns its entry. Allocates the name only when it is new.
+    fn see<'s>(&self, state: &'s mut PresenceState, name: &str) -> &'s mut Seen {
         let now = self.clock.monotonic();
         let is_new = match state.names.get_mut(name) {
-            Some(seen) => {
-                let was_online = seen.is_online(now, self.linger);
-                seen.last_seen = Some(now);
-                seen.left = false;
-                !was_online
-            }
+            Some(seen) => !seen.is_online(now, self.linger),
             None => {
-                state.names.insert(
-                    name.to_owned(),
-                    Seen {
-                        last_seen: Some(now),
-                        n_held: 0,
-                        left: false,
-                    },
-                );
+                state.names.insert(name.to_owned(), Seen::default());
                 true
             }
         };
         state.dirty |= is_new;
+        let seen = state
+            .names
+            .get_mut(name)
+            .expect("present: found or inserted above");
+        seen.last_seen = Some(now);
+        seen.left = false;
+        seen
     }
 
     /// `name` holds a pop until [`Presence::release`]; false when the name does not take part.
@@ -202,8 +201,7 @@ impl Presence {
         if !counts(name) {
             return false;
         }
-        self.seen(name);
-        self.lock().names.entry(name.to_owned()).or_default().n_held += 1;
+        self.see(&mut self.lock(), name).n_held += 1;
         true
     }
 

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use actix_web::http::Method as HttpMethod;
 use chat_shared::{
-    Answer, CallbackError, CallbackName, ClientMessageId, Cursor, ErrorCode, Message, MessageText,
-    Method, MsgList, Nickname, RoomName, TextError, WireError,
+    Answer, CallbackError, CallbackName, ClientMessageId, Cursor, Echo, ErrorCode, Message,
+    MessageText, Method, MsgList, Nickname, RoomName, TextError, WireError,
 };
 use serde_json::value::RawValue;
 
@@ -398,12 +398,24 @@ fn pop_name(query: &Query, max_name_len: usize) -> Option<Nickname> {
     Nickname::parse(&param.value, max_name_len).ok()
 }
 
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn cut_at_char(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &text[..cut]
+}
+
 /// Renders the answers of one request: its callback and echoed parameters, kept (a few hundred
 /// bytes) while a pop is held, and nothing else of the request.
 #[derive(Debug)]
 pub struct AnswerWriter {
     callback: CallbackName,
-    echo: Vec<(String, String)>,
+    echo: Echo,
     /// The request's `time`, when it is a whole number.
     client_time: Option<Cursor>,
     /// The request's `presence`: `None` when it sent none (a legacy client, which gets no
@@ -416,34 +428,26 @@ impl AnswerWriter {
         // The protocol's own parameters are echoed, each cut to MAX_EXTRA_ECHO_BYTES (a save's
         // answer carries the stored name and text instead, whole); the others only while they
         // fit in MAX_EXTRA_ECHO_BYTES together.
-        let mut extra_bytes = 0usize;
-        let echo = query
-            .params()
+        let params = query.params();
+        let most_bytes = params
             .iter()
-            .filter(|param| !SERVER_FIELDS.contains(&param.key.as_str()))
-            .filter(|param| {
-                if CHAT_PARAMETERS.contains(&param.key.as_str()) {
-                    return true;
-                }
+            .map(|param| param.key.len() + param.value.len())
+            .sum();
+        let mut echo = Echo::with_capacity(params.len(), most_bytes);
+        let mut extra_bytes = 0usize;
+        for param in params {
+            if SERVER_FIELDS.contains(&&*param.key) {
+                continue;
+            }
+            if !CHAT_PARAMETERS.contains(&&*param.key) {
                 let size = param.key.len() + param.value.len();
-                let fits = extra_bytes + size <= MAX_EXTRA_ECHO_BYTES;
-                if fits {
-                    extra_bytes += size;
+                if extra_bytes + size > MAX_EXTRA_ECHO_BYTES {
+                    continue;
                 }
-                fits
-            })
-            .map(|param| {
-                let mut value = param.value.clone();
-                if value.len() > MAX_EXTRA_ECHO_BYTES {
-                    let mut cut = MAX_EXTRA_ECHO_BYTES;
-                    while !value.is_char_boundary(cut) {
-                        cut -= 1;
-                    }
-                    value.truncate(cut);
-                }
-                (param.key.clone(), value)
-            })
-            .collect();
+                extra_bytes += size;
+            }
+            echo.push(&param.key, cut_at_char(&param.value, MAX_EXTRA_ECHO_BYTES));
+        }
         AnswerWriter {
             callback,
             echo,
@@ -467,9 +471,18 @@ impl AnswerWriter {
 
     /// The JSONP body of `answer` through this request's callback.
     fn body(&self, answer: &Answer<'_>) -> String {
-        // A map of strings, numbers and plain messages always serializes.
-        let json = serde_json::to_string(answer).unwrap_or_else(|_| "{}".to_owned());
-        jsonp::render_body(&self.callback, &json)
+        // A guess of the JSON's size in bytes, so that the body is allocated once: the echoed
+        // text, the messages and the online list, plus the field names, quotes and numbers.
+        let messages = match answer.msg_list {
+            MsgList::Rendered(json) => json.get().len(),
+            MsgList::Messages(messages) => messages
+                .iter()
+                .map(|message| message.name.len() + message.msg.len() + 40)
+                .sum(),
+        };
+        let online = answer.online.map_or(0, |(names, _)| names.get().len() + 32);
+        let json_bytes = 128 + self.echo.text_len() + 6 * self.echo.len() + messages + online;
+        jsonp::render_body(&self.callback, json_bytes, answer)
     }
 
     /// The answer to a pop: `messages` (oldest first) and the cursor `time` (ms), with

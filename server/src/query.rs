@@ -7,6 +7,8 @@
 //! parameter records its [`DecodeError`], and the value is decoded lossily (`U+FFFD`) only so
 //! that it can be echoed back.
 
+use std::borrow::Cow;
+
 /// Why a query component could not be decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -18,13 +20,14 @@ pub enum DecodeError {
     NotUtf8,
 }
 
-/// One decoded query parameter.
+/// One decoded query parameter, borrowed from the raw query when it needed no decoding (no
+/// `%` and no `+`: the usual case, so parsing a request allocates once, not twice per parameter).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Param {
+pub struct Param<'a> {
     /// The decoded key (lossy when [`Param::error`] is set).
-    pub key: String,
+    pub key: Cow<'a, str>,
     /// The decoded value (lossy when [`Param::error`] is set).
-    pub value: String,
+    pub value: Cow<'a, str>,
     /// The first decoding problem in the key or the value, if any.
     pub error: Option<DecodeError>,
 }
@@ -33,20 +36,25 @@ pub struct Param {
 /// size (each key is compared with the earlier ones), and real clients send fewer than ten.
 pub const MAX_PARAMETERS: usize = 64;
 
-/// The parameters of one request, in their order, duplicates removed (first wins).
+/// The parameters of one request, in their order, duplicates removed (first wins), borrowed
+/// from the raw query string where they can be.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Query {
-    params: Vec<Param>,
+pub struct Query<'a> {
+    params: Vec<Param<'a>>,
     /// More than [`MAX_PARAMETERS`] distinct parameters were sent; the rest were not read.
     truncated: bool,
 }
 
-impl Query {
+/// How many parameters a query's list has room for before it grows: a jQuery page's pop sends
+/// five (`name`, `time`, `method`, `callback`, `_`).
+const USUAL_PARAMETERS: usize = 8;
+
+impl<'a> Query<'a> {
     /// Parses the raw query string (without the `?`). Empty pieces (`a=1&&b=2`) are skipped; a
     /// piece without `=` is a key with an empty value, as in the original. Reading stops at the
     /// first new parameter beyond [`MAX_PARAMETERS`] ([`Query::is_truncated`]).
-    pub fn parse(raw: &str) -> Query {
-        let mut params: Vec<Param> = Vec::new();
+    pub fn parse(raw: &'a str) -> Query<'a> {
+        let mut params: Vec<Param<'a>> = Vec::with_capacity(USUAL_PARAMETERS);
         for piece in raw.split('&').filter(|piece| !piece.is_empty()) {
             let (raw_key, raw_value) = piece.split_once('=').unwrap_or((piece, ""));
             let (key, key_error) = decode_component(raw_key);
@@ -78,17 +86,17 @@ impl Query {
     }
 
     /// The first parameter named `key`.
-    pub fn get(&self, key: &str) -> Option<&Param> {
+    pub fn get(&self, key: &str) -> Option<&Param<'a>> {
         self.params.iter().find(|param| param.key == key)
     }
 
     /// The decoded value of the first parameter named `key`, whether or not it decoded cleanly.
     pub fn value(&self, key: &str) -> Option<&str> {
-        self.get(key).map(|param| param.value.as_str())
+        self.get(key).map(|param| &*param.value)
     }
 
     /// All parameters in request order.
-    pub fn params(&self) -> &[Param] {
+    pub fn params(&self) -> &[Param<'a>] {
         &self.params
     }
 }
@@ -102,12 +110,12 @@ fn hex_value(byte: u8) -> Option<u8> {
     }
 }
 
-/// Decodes one component (`+` is a space, `%XX` a byte). Returns the text, lossy if needed,
-/// and the first problem found.
-fn decode_component(raw: &str) -> (String, Option<DecodeError>) {
+/// Decodes one component (`+` is a space, `%XX` a byte). Returns the text (`raw` itself when
+/// there is nothing to decode), lossy if needed, and the first problem found.
+fn decode_component(raw: &str) -> (Cow<'_, str>, Option<DecodeError>) {
     let bytes = raw.as_bytes();
     if !bytes.iter().any(|&b| b == b'%' || b == b'+') {
-        return (raw.to_owned(), None);
+        return (Cow::Borrowed(raw), None);
     }
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut error = None;
@@ -137,10 +145,10 @@ fn decode_component(raw: &str) -> (String, Option<DecodeError>) {
         }
     }
     match String::from_utf8(decoded) {
-        Ok(text) => (text, error),
+        Ok(text) => (Cow::Owned(text), error),
         Err(not_utf8) => {
             let text = String::from_utf8_lossy(not_utf8.as_bytes()).into_owned();
-            (text, error.or(Some(DecodeError::NotUtf8)))
+            (Cow::Owned(text), error.or(Some(DecodeError::NotUtf8)))
         }
     }
 }
@@ -155,7 +163,7 @@ mod tests {
         let pairs: Vec<(&str, &str)> = query
             .params()
             .iter()
-            .map(|p| (p.key.as_str(), p.value.as_str()))
+            .map(|p| (&*p.key, &*p.value))
             .collect();
         assert_eq!(
             pairs,
@@ -167,6 +175,26 @@ mod tests {
             ]
         );
         assert!(query.params().iter().all(|p| p.error.is_none()));
+    }
+
+    #[test]
+    fn parameters_without_escapes_are_borrowed_from_the_raw_query() {
+        let query = Query::parse("name=bob&msg=a+b&time=1&cb%31=x");
+        let borrowed: Vec<(bool, bool)> = query
+            .params()
+            .iter()
+            .map(|p| {
+                (
+                    matches!(p.key, Cow::Borrowed(_)),
+                    matches!(p.value, Cow::Borrowed(_)),
+                )
+            })
+            .collect();
+        assert_eq!(
+            borrowed,
+            [(true, true), (true, false), (true, true), (false, true)]
+        );
+        assert_eq!(query.value("cb1"), Some("x"));
     }
 
     #[test]

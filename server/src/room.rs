@@ -224,12 +224,12 @@ pub enum Reached {
 #[derive(Debug)]
 pub struct HeldPresence {
     presence: Arc<dyn PresenceStore>,
-    name: String,
+    name: Nickname,
 }
 
 impl Drop for HeldPresence {
     fn drop(&mut self) {
-        self.presence.release(&self.name);
+        self.presence.release(self.name.as_str());
     }
 }
 
@@ -368,13 +368,13 @@ impl Room {
 
     /// Keeps `name` online while the returned guard lives (a held pop); `None` when the name
     /// does not take part in presence.
-    pub fn hold_presence(&self, name: &Nickname) -> Option<HeldPresence> {
+    pub fn hold_presence(&self, name: Nickname) -> Option<HeldPresence> {
         self.inner
             .presence
             .hold(name.as_str())
             .then(|| HeldPresence {
                 presence: self.inner.presence.clone(),
-                name: name.as_str().to_owned(),
+                name,
             })
     }
 

@@ -29,6 +29,10 @@ use crate::room::{Reached, Room, SaveError};
 use crate::rooms::{Rooms, RoomsError};
 use crate::telemetry::{self, Limit, SaveKind, StateFigures, Telemetry};
 
+/// `X-Forwarded-For`, named once: looking a header up by a `&str` that is not one of the
+/// standard names builds (allocates) a header name on every request.
+const X_FORWARDED_FOR: header::HeaderName = header::HeaderName::from_static("x-forwarded-for");
+
 /// How long a pop refused for too many held pops from one address, or for its size, waits
 /// before it is answered, so that an old client, which re-polls at once, does not spin.
 const REFUSED_POLL_DELAY: Duration = Duration::from_secs(1);
@@ -122,7 +126,7 @@ pub fn is_page_request(head: &actix_web::dev::RequestHead) -> bool {
         && Query::parse(query)
             .params()
             .iter()
-            .all(|param| !CHAT_PARAMETERS.contains(&param.key.as_str()))
+            .all(|param| !CHAT_PARAMETERS.contains(&&*param.key))
 }
 
 /// The `Cache-Control` of one of the page's files, by its path: a file whose name carries
@@ -386,8 +390,10 @@ fn compact_headers(headers: &mut actix_web::http::header::HeaderMap) {
     *headers = compact;
 }
 
-/// Every path with a query string is a chat request.
-#[tracing::instrument(name = "chat", skip_all, fields(kind))]
+/// Every path with a query string is a chat request. Its span (with the request's kind) is at
+/// debug level: made for every request, it cost about a tenth of the server's time in a
+/// fan-out (BENCHMARKS.md), for context that the JSON log does not print.
+#[tracing::instrument(name = "chat", level = "debug", skip_all, fields(kind))]
 async fn chat(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     if let Some(response) = answer_without_effect(&request, &state) {
         return response;
@@ -413,7 +419,7 @@ async fn chat(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
         .map_or(IpAddr::from([0, 0, 0, 0]), |addr| addr.ip());
     let forwarded_for = request
         .headers()
-        .get("x-forwarded-for")
+        .get(X_FORWARDED_FOR)
         .and_then(|value| value.to_str().ok());
     let ip = client_ip(peer, forwarded_for, &state.settings.trusted_proxies);
     if forwarded_for.is_some() {
@@ -700,7 +706,7 @@ async fn pop(
             return refuse(&state, &answer, &Refusal::TooManyPolls, newest);
         }
     };
-    let online = name.as_ref().and_then(|name| room.hold_presence(name));
+    let online = name.and_then(|name| room.hold_presence(name));
     let held = HeldPop {
         state: state.clone(),
         room,

@@ -29,7 +29,7 @@ pub use client_id::{ClientMessageId, InvalidCid, CID_WINDOW_MS, MAX_CID_LEN};
 pub use cursor::Cursor;
 pub use message::{Message, StoredMessage};
 pub use request::{encode_component, ChatRequest};
-pub use response::{Answer, ChatResponse, ErrorCode, MsgList, WireError, MAX_ONLINE_NAMES};
+pub use response::{Answer, ChatResponse, Echo, ErrorCode, MsgList, WireError, MAX_ONLINE_NAMES};
 pub use room::{InvalidRoom, RoomName, MAX_ROOM_LEN};
 pub use text::{
     is_blank_in_names, trim_name, MessageText, Nickname, TextError, BRAILLE_PATTERN_BLANK,

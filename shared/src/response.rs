@@ -18,7 +18,7 @@ use crate::Message;
 #[derive(Debug, Clone, Copy)]
 pub struct Answer<'a> {
     /// The echoed parameters, `(key, value)` in request order, duplicates removed.
-    pub echo: &'a [(String, String)],
+    pub echo: &'a Echo,
     /// The cursor for the next pop, in milliseconds since the Unix epoch.
     pub time: u64,
     /// A save's stored message: its `name` and `msg` replace the echoed ones.
@@ -33,6 +33,70 @@ pub struct Answer<'a> {
     /// The presence tag of the online list the answer stands for (`presenceTag`): sent to a
     /// client that asked for presence, with or without the list.
     pub presence_tag: Option<&'a str>,
+}
+
+/// The request parameters an [`Answer`] echoes: `(key, value)` pairs in request order, kept in
+/// one text buffer (two allocations per request, however many parameters it sent, where a list
+/// of string pairs takes two per parameter; a fan-out renders thousands of answers at once).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Echo {
+    /// Every key and value, one after the other.
+    text: String,
+    /// For each pair, where its key ends and where its value ends in `text` (bytes).
+    ends: Vec<(usize, usize)>,
+}
+
+impl Echo {
+    /// No pairs yet, with room for `pairs` pairs of `bytes` bytes in all.
+    pub fn with_capacity(pairs: usize, bytes: usize) -> Echo {
+        Echo {
+            text: String::with_capacity(bytes),
+            ends: Vec::with_capacity(pairs),
+        }
+    }
+
+    /// Appends the pair `(key, value)`; the caller leaves out duplicate keys.
+    pub fn push(&mut self, key: &str, value: &str) {
+        self.text.push_str(key);
+        let key_end = self.text.len();
+        self.text.push_str(value);
+        self.ends.push((key_end, self.text.len()));
+    }
+
+    /// The pairs, `(key, value)`, in the order they were pushed.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        let mut start = 0;
+        self.ends.iter().map(move |&(key_end, value_end)| {
+            let pair = (&self.text[start..key_end], &self.text[key_end..value_end]);
+            start = value_end;
+            pair
+        })
+    }
+
+    /// How many pairs there are.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// The bytes of all keys and values together.
+    pub fn text_len(&self) -> usize {
+        self.text.len()
+    }
+
+    /// Whether there are no pairs.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+}
+
+impl<'p> FromIterator<(&'p str, &'p str)> for Echo {
+    fn from_iter<I: IntoIterator<Item = (&'p str, &'p str)>>(pairs: I) -> Echo {
+        let mut echo = Echo::default();
+        for (key, value) in pairs {
+            echo.push(key, value);
+        }
+        echo
+    }
 }
 
 /// The `msgList` of an [`Answer`]: messages, oldest first, as they are or as their JSON array
@@ -63,8 +127,8 @@ impl Serialize for Answer<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
         let (mut echoed_time, mut echoed_name, mut echoed_msg) = (false, false, false);
-        for (key, value) in self.echo {
-            match (key.as_str(), self.saved) {
+        for (key, value) in self.echo.iter() {
+            match (key, self.saved) {
                 ("time", _) => {
                     echoed_time = true;
                     map.serialize_entry(key, &self.time)?;
@@ -249,11 +313,18 @@ impl ErrorCode {
 mod tests {
     use super::*;
 
-    fn echo(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
-            .collect()
+    fn echo(pairs: &[(&str, &str)]) -> Echo {
+        pairs.iter().copied().collect()
+    }
+
+    #[test]
+    fn an_echo_gives_back_its_pairs_in_order_empty_ones_too() {
+        let pairs = [("name", "小 兵"), ("", "x"), ("time", ""), ("_", "1")];
+        let echoed = echo(&pairs);
+        assert_eq!(echoed.iter().collect::<Vec<_>>(), pairs);
+        assert_eq!(echoed.len(), 4);
+        assert_eq!(echoed.text_len(), "name小 兵xtime_1".len());
+        assert!(Echo::default().is_empty());
     }
 
     #[test]
