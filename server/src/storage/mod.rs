@@ -7,7 +7,9 @@
 //!
 //! A save is acknowledged only after its write-ahead-log record is fsynced (see [`wal`]); many
 //! concurrent saves share one fsync (group commit, in [`crate::backend::local`]). Compaction moves the
-//! log's messages into the JSON layout, writing every file atomically, and then empties the log.
+//! log's messages into the JSON layout, writing every file atomically, and then empties the log;
+//! its chunk files are written ahead, on a thread of their own, as soon as 100 messages fill
+//! one ([`chunk_writer`]), so that the group commits do not wait for them.
 //! It can fail at any step and be retried without writing a message twice (see
 //! [`Store::compact`]). A crash between its steps leaves a message in two files; loading keeps
 //! one copy of each (see [`merge`]), so nothing is doubled and nothing is lost.
@@ -18,10 +20,12 @@
 //! lists every such problem of a folder, and writes a repaired copy.
 
 pub mod check;
+pub mod chunk_writer;
 pub mod files;
 pub mod merge;
 pub mod wal;
 
+use std::collections::VecDeque;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -29,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use chat_shared::Message;
 
+use chunk_writer::{ChunkWriter, Pending, Written};
 use files::{CHUNK_DIR, DATA_FILE, MESSAGES_PER_FILE};
 use wal::Wal;
 
@@ -337,6 +342,12 @@ pub struct Store {
     /// yet, in the order they must be synced: a compaction that failed after a file became
     /// visible syncs them first when it is retried.
     unsynced: Vec<PathBuf>,
+    /// The chunk files handed to `chunk_writer`, one per full 100-message slice at the front
+    /// of `tail`, in order: the first `pending.len() * MESSAGES_PER_FILE` messages of the tail.
+    pending: VecDeque<Pending>,
+    /// Writes chunk files ahead of compaction (see [`chunk_writer`]). Declared last: dropping
+    /// the store waits for it before the folder lock goes.
+    chunk_writer: ChunkWriter,
 }
 
 /// What [`Store::open`] found.
@@ -428,6 +439,8 @@ impl Store {
             compact_after,
             folder_sync: Arc::new(files::FsyncFolder),
             unsynced: Vec::new(),
+            pending: VecDeque::new(),
+            chunk_writer: ChunkWriter::start(),
         };
         Ok(Loaded {
             store,
@@ -493,6 +506,7 @@ impl Store {
         if let Some(last) = messages.last() {
             self.last_time = last.time;
         }
+        self.hand_over_full_chunks();
         let mut compaction = None;
         if self.wal.n_records() >= self.compact_after {
             let started = Instant::now();
@@ -554,43 +568,49 @@ impl Store {
         self.sync_unsynced()?;
         let n_to_chunk = self.tail.len().saturating_sub(1) / MESSAGES_PER_FILE * MESSAGES_PER_FILE;
         if n_to_chunk > 0 {
-            let chunk_dir = self.dir.join(CHUNK_DIR);
-            if !chunk_dir.exists() {
-                fs::create_dir_all(&chunk_dir)
-                    .map_err(|source| StorageError::io(&chunk_dir, source))?;
-                let dir = self.dir.clone();
-                self.mark_unsynced(&dir);
-                self.sync_unsynced()?;
+            let chunk_dir = self.durable_chunk_dir()?;
+            // Every file handed to the chunk writer is known before any is written here, so
+            // that the two never pick the same name or write the same messages.
+            for pending in &mut self.pending {
+                pending.wait();
             }
-            let mut next_index = 0usize;
             for _ in 0..n_to_chunk / MESSAGES_PER_FILE {
-                let slice = &self.tail[..MESSAGES_PER_FILE];
-                // As the original: `<save-time>-<n>.json`, save-time being the newest time.
-                let path = loop {
-                    let candidate = chunk_dir.join(format!("{}-{next_index}.json", self.last_time));
-                    next_index += 1;
-                    if !candidate.exists() {
-                        break candidate;
+                let written_ahead = match self.pending.front_mut() {
+                    Some(pending) => pending.wait().clone(),
+                    None => Written::Missing,
+                };
+                let (path, durable) = match written_ahead {
+                    Written::Durable(path) => (path, true),
+                    Written::Visible(path) => (path, false),
+                    Written::Missing => {
+                        // As the original: `<save-time>-<n>.json`, save-time being the newest
+                        // time.
+                        let path = chunk_writer::unused_chunk_path(&chunk_dir, self.last_time);
+                        let contents = files::render_message_file(&self.tail[..MESSAGES_PER_FILE]);
+                        if let Err(error) = files::replace_file(&path, &contents) {
+                            if !path.exists() {
+                                return Err(error);
+                            }
+                            // The rename happened though an error was reported: the file is
+                            // there (and whole: it was fsynced before the rename), so it is
+                            // counted as written.
+                            tracing::warn!(path = %path.display(), error = %error, "a chunk file is in place although writing it reported an error");
+                        }
+                        (path, false)
                     }
                 };
-                if let Err(error) = files::replace_file(&path, &files::render_message_file(slice)) {
-                    if !path.exists() {
-                        return Err(error);
-                    }
-                    // The rename happened though an error was reported: the file is there (and
-                    // whole: it was fsynced before the rename), so it is counted as written.
-                    tracing::warn!(path = %path.display(), error = %error, "a chunk file is in place although writing it reported an error");
+                if !durable {
+                    self.mark_unsynced(&chunk_dir);
                 }
-                let (first, last) = (&slice[0], &slice[slice.len() - 1]);
+                self.pending.pop_front();
                 self.chunks.push(ChunkMeta {
                     paths: vec![path],
-                    first_time: first.time,
-                    last_time: last.time,
+                    first_time: self.tail[0].time,
+                    last_time: self.tail[MESSAGES_PER_FILE - 1].time,
                 });
                 // At once, chunk by chunk, whatever happens next: the file is visible, so a
                 // retry must not write these messages into a second chunk file.
                 self.tail.drain(..MESSAGES_PER_FILE);
-                self.mark_unsynced(&chunk_dir);
             }
             // The chunk files are durable before data.json stops holding their messages.
             self.sync_unsynced()?;
@@ -607,6 +627,57 @@ impl Store {
             "compacted the write-ahead log"
         );
         Ok(())
+    }
+
+    /// The chunk folder, made (and its entry in the data folder made durable) if missing.
+    fn durable_chunk_dir(&mut self) -> Result<PathBuf, StorageError> {
+        let chunk_dir = self.dir.join(CHUNK_DIR);
+        if !chunk_dir.exists() {
+            fs::create_dir_all(&chunk_dir)
+                .map_err(|source| StorageError::io(&chunk_dir, source))?;
+            let dir = self.dir.clone();
+            self.mark_unsynced(&dir);
+            self.sync_unsynced()?;
+        }
+        Ok(chunk_dir)
+    }
+
+    /// Hands each full 100-message slice of the tail that a compaction would put in a chunk
+    /// file, and that is not handed over yet, to the chunk writer (making the chunk folder
+    /// when it is missing). Only while every folder is durable (else the next compaction sees
+    /// to it first).
+    fn hand_over_full_chunks(&mut self) {
+        if !self.unsynced.is_empty() {
+            return;
+        }
+        // As in `compact`: data.json keeps at least the newest message.
+        let n_to_chunk = self.tail.len().saturating_sub(1) / MESSAGES_PER_FILE * MESSAGES_PER_FILE;
+        let mut handed_over = self.pending.len() * MESSAGES_PER_FILE;
+        if handed_over + MESSAGES_PER_FILE > n_to_chunk {
+            return;
+        }
+        let Ok(chunk_dir) = self.durable_chunk_dir() else {
+            // The next compaction tries again, and reports what fails.
+            return;
+        };
+        while handed_over + MESSAGES_PER_FILE <= n_to_chunk {
+            let slice = self.tail[handed_over..handed_over + MESSAGES_PER_FILE].to_vec();
+            self.pending.push_back(self.chunk_writer.write(
+                chunk_dir.clone(),
+                self.last_time,
+                slice,
+                self.folder_sync.clone(),
+            ));
+            handed_over += MESSAGES_PER_FILE;
+        }
+    }
+
+    /// Waits until every chunk file handed to the chunk writer is written (or has failed).
+    #[cfg(test)]
+    fn wait_for_chunk_writer(&mut self) {
+        for pending in &mut self.pending {
+            pending.wait();
+        }
     }
 
     /// Records that `folder` has a new entry not yet fsynced.
@@ -702,6 +773,47 @@ mod tests {
         }
         drop(loaded);
         Store::open(dir, 1, LockWait::Refuse).expect("reopens")
+    }
+
+    #[test]
+    fn chunk_files_are_written_ahead_of_compaction_and_counted_once_after_a_crash_or_a_compaction()
+    {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut loaded = Store::open(dir.path(), 1_000, LockWait::Refuse).expect("opens");
+        for time in 1..=350 {
+            loaded.store.append(&[message(time)]).expect("saved");
+        }
+        loaded.store.wait_for_chunk_writer();
+        assert_eq!(
+            chunk_records(dir.path()),
+            (1..=300).collect::<Vec<_>>(),
+            "three chunk files written before any compaction moved them out of the log"
+        );
+        assert_eq!(
+            loaded.store.tail().len(),
+            350,
+            "still in the log and data.json"
+        );
+        // A crash now: the messages of those files are in the log too, and count once.
+        drop(loaded);
+        let mut reopened = Store::open(dir.path(), 1_000, LockWait::Refuse).expect("reopens");
+        assert_eq!(reopened.n_messages, 350);
+        let times: Vec<u64> = reopened
+            .store
+            .all_messages()
+            .expect("reads")
+            .iter()
+            .map(|message| message.time)
+            .collect();
+        assert_eq!(times, (1..=350).collect::<Vec<_>>());
+        // A compaction takes the files written ahead rather than writing them again.
+        for time in 351..=420 {
+            reopened.store.append(&[message(time)]).expect("saved");
+        }
+        reopened.store.compact().expect("compacts");
+        assert_eq!(chunk_records(dir.path()), (1..=400).collect::<Vec<_>>());
+        assert_eq!(reopened.store.tail().len(), 20);
+        assert_eq!(reopened.store.chunked_through(), 400);
     }
 
     #[test]
