@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Metadata, Subscriber};
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -82,6 +83,13 @@ impl Visit for MessageText {
 }
 
 impl<S: Subscriber> Layer<S> for ClientFaultLayer {
+    /// It reads ERROR events only. Without a hint, the whole log would have none, and the
+    /// `log` crate's level would stay at TRACE: every `log::trace!` of the HTTP layer (several
+    /// per request) would then be sent to the filter to be refused.
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(LevelFilter::ERROR)
+    }
+
     fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
         if is_client_fault(event.metadata()) {
             let mut message = MessageText::default();
@@ -181,6 +189,27 @@ mod tests {
 
         fn make_writer(&'a self) -> Captured {
             self.clone()
+        }
+    }
+
+    #[test]
+    fn the_log_s_level_hint_is_the_filter_s_so_that_disabled_trace_calls_stop_at_once() {
+        // Regression: the log had no level hint (the fault-counting layer gave none), so
+        // `log`'s level stayed TRACE and each of the HTTP layer's `log::trace!` calls per
+        // request went through the filter (about 2 % of the server's user time in a fan-out's
+        // profile).
+        for (directives, hint) in [
+            ("info", LevelFilter::INFO),
+            ("debug", LevelFilter::DEBUG),
+            ("warn,chat_server=trace", LevelFilter::TRACE),
+        ] {
+            let (subscriber, _) = subscriber(
+                LogFormat::Json,
+                EnvFilter::new(directives),
+                Captured::default(),
+                false,
+            );
+            assert_eq!(subscriber.max_level_hint(), Some(hint), "{directives}");
         }
     }
 

@@ -327,6 +327,10 @@ pub struct AppendReport {
 /// The room's durable history, owned by the writer thread.
 #[derive(Debug)]
 pub struct Store {
+    /// Writes chunk files ahead of compaction (see [`chunk_writer`]). Declared first, so
+    /// dropped first: dropping the store waits for the files handed over before the folder
+    /// lock goes.
+    chunk_writer: ChunkWriter,
     /// Held for the store's life: the exclusive lock on the data folder.
     _lock: fs::File,
     dir: PathBuf,
@@ -345,9 +349,6 @@ pub struct Store {
     /// The chunk files handed to `chunk_writer`, one per full 100-message slice at the front
     /// of `tail`, in order: the first `pending.len() * MESSAGES_PER_FILE` messages of the tail.
     pending: VecDeque<Pending>,
-    /// Writes chunk files ahead of compaction (see [`chunk_writer`]). Declared last: dropping
-    /// the store waits for it before the folder lock goes.
-    chunk_writer: ChunkWriter,
 }
 
 /// What [`Store::open`] found.
@@ -430,6 +431,7 @@ impl Store {
             .max(Some(chunks.chunked_through()))
             .unwrap_or(0);
         let store = Store {
+            chunk_writer: ChunkWriter::start(),
             _lock: lock,
             dir: dir.to_owned(),
             wal,
@@ -440,7 +442,6 @@ impl Store {
             folder_sync: Arc::new(files::FsyncFolder),
             unsynced: Vec::new(),
             pending: VecDeque::new(),
-            chunk_writer: ChunkWriter::start(),
         };
         Ok(Loaded {
             store,
