@@ -673,6 +673,16 @@ impl Store {
         }
     }
 
+    /// The times of every stored message, oldest first (for tests).
+    #[cfg(test)]
+    pub(crate) fn stored_times(&self) -> Vec<u64> {
+        self.all_messages()
+            .expect("reads")
+            .iter()
+            .map(|message| message.time)
+            .collect()
+    }
+
     /// Waits until every chunk file handed to the chunk writer is written (or has failed).
     #[cfg(test)]
     fn wait_for_chunk_writer(&mut self) {
@@ -799,14 +809,7 @@ mod tests {
         drop(loaded);
         let mut reopened = Store::open(dir.path(), 1_000, LockWait::Refuse).expect("reopens");
         assert_eq!(reopened.n_messages, 350);
-        let times: Vec<u64> = reopened
-            .store
-            .all_messages()
-            .expect("reads")
-            .iter()
-            .map(|message| message.time)
-            .collect();
-        assert_eq!(times, (1..=350).collect::<Vec<_>>());
+        assert_eq!(reopened.store.stored_times(), (1..=350).collect::<Vec<_>>());
         // A compaction takes the files written ahead rather than writing them again.
         for time in 351..=420 {
             reopened.store.append(&[message(time)]).expect("saved");
@@ -834,14 +837,11 @@ mod tests {
                 let n = if stop_cleanly { 206 } else { 205 };
                 let context = format!("fsync failing in {case}, clean stop: {stop_cleanly}");
                 assert_eq!(reopened.n_messages, n, "{context}");
-                let times: Vec<u64> = reopened
-                    .store
-                    .all_messages()
-                    .expect("reads")
-                    .iter()
-                    .map(|message| message.time)
-                    .collect();
-                assert_eq!(times, (1..=n).collect::<Vec<_>>(), "{context}");
+                assert_eq!(
+                    reopened.store.stored_times(),
+                    (1..=n).collect::<Vec<_>>(),
+                    "{context}"
+                );
                 let on_disk = chunk_records(dir.path());
                 let n_copies = on_disk.windows(2).filter(|pair| pair[0] == pair[1]).count();
                 assert_eq!(
