@@ -160,9 +160,10 @@ kill "${pids[-1]}"
 
 echo "== theirs: nginx + nchan"
 start_nchan "$work/nginx" "$PWD/bench/nginx-nchan.conf" 2
-loadgen --protocol nchan --url http://127.0.0.1:8980 idle --pollers "$POLLERS" --duration "$IDLE_SECONDS" "${worker_args[@]}" >"$out/nchan-idle.json"
-loadgen --protocol nchan --url http://127.0.0.1:8980 fanout --pollers "$POLLERS" --rate "$RATE" --duration "$FANOUT_SECONDS" >"$out/nchan-fanout.json"
-loadgen --protocol nchan --url http://127.0.0.1:8980 fanout --pollers 1 --rate 20 --duration "$WAKE_SECONDS" >"$out/nchan-wake.json"
+# Each run on a channel of its own (see nchan_subscriber_first_message in the configuration).
+loadgen --protocol nchan --url http://127.0.0.1:8980 --channel idle idle --pollers "$POLLERS" --duration "$IDLE_SECONDS" "${worker_args[@]}" >"$out/nchan-idle.json"
+loadgen --protocol nchan --url http://127.0.0.1:8980 --channel fanout fanout --pollers "$POLLERS" --rate "$RATE" --duration "$FANOUT_SECONDS" >"$out/nchan-fanout.json"
+loadgen --protocol nchan --url http://127.0.0.1:8980 --channel wake fanout --pollers 1 --rate 20 --duration "$WAKE_SECONDS" >"$out/nchan-wake.json"
 kill -QUIT "$nginx_master" 2>/dev/null || true
 wait "$nginx_master" 2>/dev/null || true
 fi
@@ -205,7 +206,7 @@ for size in $LARGE_SIZES; do
   sed -e "s/^worker_processes .*/worker_processes $instances;/" \
     -e "s/worker_connections .*/worker_connections 19000;/" bench/nginx-nchan.conf >"$work/large/nginx.conf"
   start_nchan "$work/large/nginx" "$work/large/nginx.conf" "$instances"
-  loadgen --protocol nchan --url http://127.0.0.1:8980 fanout --pollers "$size" --processes "$instances" \
+  loadgen --protocol nchan --url http://127.0.0.1:8980 --channel "fanout-$size" fanout --pollers "$size" --processes "$instances" \
     "${worker_args[@]}" --rate "$RATE" --duration "$FANOUT_SECONDS" >"$out/nchan-fanout-$size.json" || true
   kill -QUIT "$nginx_master" 2>/dev/null || true
   wait "$nginx_master" 2>/dev/null || true
