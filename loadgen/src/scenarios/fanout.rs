@@ -251,7 +251,11 @@ pub async fn run(target: Target, params: FanoutParams, quiet: bool) -> Report {
         }
     };
     if !target
-        .wait_for_held(params.pollers as u64, Duration::from_secs(60), &progress)
+        .wait_for_held(
+            params.pollers as u64,
+            Target::hold_timeout(params.pollers),
+            &progress,
+        )
         .await
     {
         report.violations([format!(

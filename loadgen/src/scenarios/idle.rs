@@ -9,9 +9,6 @@ use tokio::time::Instant;
 use super::{progress_bar, Target};
 use crate::report::Report;
 
-/// How long the pollers may take to be all held.
-const ALL_HELD_TIMEOUT: Duration = Duration::from_secs(60);
-
 /// Wait between "all held" and the measurement: longer than the servers' keep-alive timeout.
 const SETTLE: Duration = Duration::from_secs(6);
 
@@ -55,7 +52,7 @@ pub async fn run(target: Target, params: IdleParams, quiet: bool) -> Report {
     // Each poller's first poll is held: one connection per poller.
     let start_cursor = target.start_cursor(&progress).await;
     // Pollers run until told to stop: the hold starts counting once every poll is held.
-    let deadline = Instant::now() + params.duration + ALL_HELD_TIMEOUT + SETTLE;
+    let deadline = Instant::now() + params.duration + Target::hold_timeout(params.pollers) + SETTLE;
     let pollers: Vec<_> = (0..params.pollers)
         .map(|index| {
             let target = target.clone();
@@ -101,7 +98,11 @@ pub async fn run(target: Target, params: IdleParams, quiet: bool) -> Report {
         })
         .collect();
     let all_held = target
-        .wait_for_held(params.pollers as u64, ALL_HELD_TIMEOUT, &progress)
+        .wait_for_held(
+            params.pollers as u64,
+            Target::hold_timeout(params.pollers),
+            &progress,
+        )
         .await;
     if !all_held {
         report.violations([format!(

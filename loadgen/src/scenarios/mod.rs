@@ -107,6 +107,13 @@ impl Target {
         }
     }
 
+    /// How long `n` pollers may take to be all held: 60 s, or 2 ms per poller when that is
+    /// longer (100 s for 50 000: on two cores shared with the servers, the 50 000 connections
+    /// of a run were not always all held within 60 s).
+    pub fn hold_timeout(n: usize) -> Duration {
+        Duration::from_secs(60).max(Duration::from_millis(2 * n as u64))
+    }
+
     /// Waits (up to `timeout`) until the server holds at least `n` polls; when the server
     /// cannot say, waits a fixed two seconds.
     pub async fn wait_for_held(&self, n: u64, timeout: Duration, progress: &ProgressBar) -> bool {
@@ -209,6 +216,12 @@ pub fn check_acknowledged(who: &str, stored: &[u64], acknowledged: &[u64]) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_wait_for_every_poll_held_grows_past_a_minute_with_the_pollers() {
+        assert_eq!(Target::hold_timeout(10_000), Duration::from_secs(60));
+        assert_eq!(Target::hold_timeout(50_000), Duration::from_secs(100));
+    }
 
     #[test]
     fn acknowledged_checks_allow_unacknowledged_gaps_but_not_loss_or_duplicates() {
