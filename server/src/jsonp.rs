@@ -13,6 +13,22 @@ use serde::Serialize;
 /// The `Content-Type` of every JSONP answer.
 pub const JAVASCRIPT_CONTENT_TYPE: &str = "application/javascript; charset=utf-8";
 
+/// The escape for the unsafe character starting at `bytes[idx]`, and its width in bytes: `<`,
+/// `>`, `&`, U+2028 and U+2029 (E2 80 A8 and E2 80 A9 in UTF-8). `None` for any other byte.
+fn escape_at(bytes: &[u8], idx: usize) -> Option<(&'static str, usize)> {
+    match bytes[idx] {
+        b'<' => Some(("\\u003c", 1)),
+        b'>' => Some(("\\u003e", 1)),
+        b'&' => Some(("\\u0026", 1)),
+        0xE2 if bytes.get(idx + 1) == Some(&0x80) => match bytes.get(idx + 2) {
+            Some(0xA8) => Some(("\\u2028", 3)),
+            Some(0xA9) => Some(("\\u2029", 3)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// Writes `json` (already serialized) into `out`, escaping the characters that are unsafe
 /// inside a `<script>` element or a JavaScript source file. Those characters can only occur
 /// inside JSON strings, where a `\u` escape means the same thing.
@@ -21,22 +37,9 @@ pub fn push_escaped_json(out: &mut String, json: &str) {
     let mut copied = 0;
     let mut idx = 0;
     while idx < bytes.len() {
-        let escape = match bytes[idx] {
-            b'<' => Some(("\\u003c", 1)),
-            b'>' => Some(("\\u003e", 1)),
-            b'&' => Some(("\\u0026", 1)),
-            // U+2028 and U+2029 are E2 80 A8 and E2 80 A9 in UTF-8.
-            0xE2 if bytes.get(idx + 1) == Some(&0x80) && bytes.get(idx + 2) == Some(&0xA8) => {
-                Some(("\\u2028", 3))
-            }
-            0xE2 if bytes.get(idx + 1) == Some(&0x80) && bytes.get(idx + 2) == Some(&0xA9) => {
-                Some(("\\u2029", 3))
-            }
-            _ => None,
-        };
-        match escape {
+        match escape_at(bytes, idx) {
             Some((replacement, width)) => {
-                // `idx` is at a character boundary: every byte matched above starts a character.
+                // `idx` is at a character boundary: every byte matched starts a character.
                 out.push_str(&json[copied..idx]);
                 out.push_str(replacement);
                 idx += width;
@@ -50,11 +53,7 @@ pub fn push_escaped_json(out: &mut String, json: &str) {
 
 /// Whether serialized `json` holds a character [`push_escaped_json`] escapes.
 fn needs_escape(json: &[u8]) -> bool {
-    json.iter().enumerate().any(|(idx, &byte)| match byte {
-        b'<' | b'>' | b'&' => true,
-        0xE2 => json.get(idx + 1) == Some(&0x80) && matches!(json.get(idx + 2), Some(0xA8 | 0xA9)),
-        _ => false,
-    })
+    (0..json.len()).any(|idx| escape_at(json, idx).is_some())
 }
 
 /// The JSONP body `/**/<callback>(<json>);` of `value` serialized as JSON, escaped as

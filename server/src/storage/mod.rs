@@ -567,7 +567,7 @@ impl Store {
         }
         // What an earlier attempt made visible is made durable before anything else.
         self.sync_unsynced()?;
-        let n_to_chunk = self.tail.len().saturating_sub(1) / MESSAGES_PER_FILE * MESSAGES_PER_FILE;
+        let n_to_chunk = self.n_to_chunk();
         if n_to_chunk > 0 {
             let chunk_dir = self.durable_chunk_dir()?;
             // Every file handed to the chunk writer is known before any is written here, so
@@ -630,6 +630,12 @@ impl Store {
         Ok(())
     }
 
+    /// How many of the oldest messages of the tail belong in chunk files: whole 100-message
+    /// files, with at least the newest message left for `data.json`.
+    fn n_to_chunk(&self) -> usize {
+        self.tail.len().saturating_sub(1) / MESSAGES_PER_FILE * MESSAGES_PER_FILE
+    }
+
     /// The chunk folder, made (and its entry in the data folder made durable) if missing.
     fn durable_chunk_dir(&mut self) -> Result<PathBuf, StorageError> {
         let chunk_dir = self.dir.join(CHUNK_DIR);
@@ -651,8 +657,7 @@ impl Store {
         if !self.unsynced.is_empty() {
             return;
         }
-        // As in `compact`: data.json keeps at least the newest message.
-        let n_to_chunk = self.tail.len().saturating_sub(1) / MESSAGES_PER_FILE * MESSAGES_PER_FILE;
+        let n_to_chunk = self.n_to_chunk();
         let mut handed_over = self.pending.len() * MESSAGES_PER_FILE;
         if handed_over + MESSAGES_PER_FILE > n_to_chunk {
             return;
