@@ -1,7 +1,8 @@
 //! The original server's file layout: `data.json` and `data/<save-time>-<n>.json`, each a JSON
 //! array of `{name, msg, time}` written as `JSON.stringify(list, null, 4)` (4-space indent, no
 //! trailing newline). Writing is atomic (temp file, fsync, rename, fsync of the folder), so a
-//! crash leaves either the old file or the new one, never half of one.
+//! crash leaves either the old file or the new one, never half of one; `data.json`, replaced at
+//! every compaction, is swapped with its temp file instead (see [`swap_in_file`]).
 //!
 //! Reading checks every record (see [`scan_message_text`]): a value that parses but cannot be
 //! right (a renamed key, a time of the wrong type, a time that goes back within a file) is a
@@ -275,12 +276,7 @@ pub fn render_message_file(messages: &[Message]) -> Vec<u8> {
 /// [`StorageError::Io`] naming the file that failed; `path` is then untouched (the temp file
 /// is removed).
 pub fn replace_file(path: &Path, contents: &[u8]) -> Result<(), StorageError> {
-    let folder = path.parent().unwrap_or(Path::new("."));
-    let file_name = path
-        .file_name()
-        .and_then(|name| name.to_str())
-        .unwrap_or("file");
-    let temp_path = folder.join(format!("{TEMP_PREFIX}{file_name}"));
+    let temp_path = temp_path_of(path);
     let write = || -> std::io::Result<()> {
         let mut temp = File::create(&temp_path)?;
         temp.write_all(contents)?;
@@ -292,6 +288,57 @@ pub fn replace_file(path: &Path, contents: &[u8]) -> Result<(), StorageError> {
         let _ = fs::remove_file(&temp_path);
         StorageError::io(path, source)
     })
+}
+
+/// [`replace_file`] for a file replaced again and again (`data.json`, at every compaction),
+/// without making or freeing an inode: the new contents go into the spare file beside `path`
+/// (the temp file of [`replace_file`], kept from the last call), which is fsynced and then
+/// swapped with `path` in one `renameat2(RENAME_EXCHANGE)`, so the spare holds the old
+/// contents for the next call. A crash at any moment leaves `path` old or new, whole; the
+/// spare is a temp file, removed at startup. On a filesystem without the exchange, or when
+/// `path` does not exist yet, it is a plain rename.
+///
+/// Why: making a file costs a free inode, and ext4 without a journal skips every inode freed
+/// in the last half minute while it looks for one (`recently_deleted`); a `data.json` freed
+/// 20 times a second made each new chunk file's inode cost a scan over hundreds of them (a
+/// sixth of the server's CPU in the push benchmark, BENCHMARKS.md, change 13).
+///
+/// # Errors
+/// [`StorageError::Io`] naming the file that failed; `path` is then untouched.
+pub fn swap_in_file(path: &Path, contents: &[u8]) -> Result<(), StorageError> {
+    let spare_path = temp_path_of(path);
+    let write = || -> std::io::Result<()> {
+        let mut spare = File::create(&spare_path)?;
+        spare.write_all(contents)?;
+        spare.sync_all()?;
+        drop(spare);
+        let exchanged = rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            &spare_path,
+            rustix::fs::CWD,
+            path,
+            rustix::fs::RenameFlags::EXCHANGE,
+        );
+        match exchanged {
+            Ok(()) => Ok(()),
+            // Nothing to swap with yet, or no exchange on this filesystem.
+            Err(rustix::io::Errno::NOENT | rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
+                fs::rename(&spare_path, path)
+            }
+            Err(error) => Err(error.into()),
+        }
+    };
+    write().map_err(|source| StorageError::io(path, source))
+}
+
+/// The temp file beside `path` that [`replace_file`] and [`swap_in_file`] write first.
+fn temp_path_of(path: &Path) -> PathBuf {
+    let folder = path.parent().unwrap_or(Path::new("."));
+    let file_name = path
+        .file_name()
+        .and_then(|name| name.to_str())
+        .unwrap_or("file");
+    folder.join(format!("{TEMP_PREFIX}{file_name}"))
 }
 
 /// fsyncs a folder so that a rename or a new file in it survives a crash.

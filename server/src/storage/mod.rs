@@ -617,7 +617,7 @@ impl Store {
             self.sync_unsynced()?;
         }
         let data_path = self.dir.join(DATA_FILE);
-        files::replace_file(&data_path, &files::render_message_file(&self.tail))?;
+        files::swap_in_file(&data_path, &files::render_message_file(&self.tail))?;
         let dir = self.dir.clone();
         self.mark_unsynced(&dir);
         self.sync_unsynced()?;
@@ -823,6 +823,44 @@ mod tests {
         assert_eq!(chunk_records(dir.path()), (1..=400).collect::<Vec<_>>());
         assert_eq!(reopened.store.tail().len(), 20);
         assert_eq!(reopened.store.chunked_through(), 400);
+    }
+
+    #[test]
+    fn compactions_replace_data_json_without_making_or_freeing_an_inode() {
+        // Regression: each compaction wrote data.json into a new temp file and renamed it over
+        // the old one, freeing an inode 20 times a second in the push benchmark; ext4 without
+        // a journal then skipped every such inode when the chunk writer needed a new one
+        // (BENCHMARKS.md, change 13).
+        use std::os::unix::fs::MetadataExt;
+        let inode = |path: &Path| fs::metadata(path).expect("exists").ino();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data_path = dir.path().join(DATA_FILE);
+        let spare_path = dir
+            .path()
+            .join(format!("{}{DATA_FILE}", files::TEMP_PREFIX));
+        let mut loaded = Store::open(dir.path(), 1, LockWait::Refuse).expect("opens");
+        loaded.store.append(&[message(1)]).expect("saved");
+        loaded.store.append(&[message(2)]).expect("saved");
+        let inodes = [inode(&data_path), inode(&spare_path)];
+        assert_ne!(inodes[0], inodes[1]);
+        for time in 3..=250 {
+            loaded.store.append(&[message(time)]).expect("saved");
+            let mut now = [inode(&data_path), inode(&spare_path)];
+            now.sort_unstable();
+            let mut before = inodes;
+            before.sort_unstable();
+            assert_eq!(
+                now, before,
+                "data.json and its spare swap inodes (after {time})"
+            );
+            let in_data_json = files::read_message_file(&data_path).expect("reads");
+            assert_eq!(in_data_json.last().map(|m| m.time), Some(time));
+        }
+        // The spare is a temp file: a restart removes it and loads each message once.
+        drop(loaded);
+        let reopened = Store::open(dir.path(), 1, LockWait::Refuse).expect("reopens");
+        assert!(!spare_path.exists());
+        assert_eq!(reopened.store.stored_times(), (1..=250).collect::<Vec<_>>());
     }
 
     #[test]
