@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The side-by-side benchmark, one command: our server (release build, fresh temp data folder),
-# the HTTP stack alone (httpref), and nginx + nchan, measured one after another on this machine
+# the HTTP stack alone (httpref: answering at once, then long polling in memory), and nginx + nchan, measured one after another on this machine
 # with the same loadgen scenarios. Writes bench/results/<date>/*.json and prints the table that
 # goes into BENCHMARKS.md (also saved as bench/results/<date>/table.md).
 #
@@ -98,7 +98,7 @@ ours=$!
 pids+=("$ours")
 wait_for_port 8973
 loadgen --url http://127.0.0.1:8973/ idle --pollers "$POLLERS" --duration "$IDLE_SECONDS" --server-pid "$ours" >"$out/ours-idle.json"
-loadgen --url http://127.0.0.1:8973/ fanout --pollers "$POLLERS" --rate "$RATE" --duration "$FANOUT_SECONDS" >"$out/ours-fanout.json"
+loadgen --url http://127.0.0.1:8973/ fanout --pollers "$POLLERS" --rate "$RATE" --duration "$FANOUT_SECONDS" --server-pid "$ours" >"$out/ours-fanout.json"
 loadgen --url http://127.0.0.1:8973/ push --concurrency "$PUSHERS" --duration "$PUSH_SECONDS" >"$out/ours-push.json"
 loadgen --url http://127.0.0.1:8973/ catchup --history "$HISTORY" --seeders "$PUSHERS" >"$out/ours-catchup.json"
 kill -TERM "$ours"; wait "$ours" || true
@@ -156,13 +156,20 @@ target/release/httpref 127.0.0.1:8975 >/dev/null &
 pids+=("$!")
 wait_for_port 8975
 loadgen --url http://127.0.0.1:8975/ push --concurrency "$PUSHERS" --duration "$PUSH_SECONDS" --no-verify >"$out/httpref-push.json"
-kill "${pids[-1]}"
+kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
+
+echo "== actix-web alone, long polling: httpref --long-poll"
+target/release/httpref 127.0.0.1:8975 --long-poll >/dev/null &
+pids+=("$!")
+wait_for_port 8975
+loadgen --url http://127.0.0.1:8975/ fanout --pollers "$POLLERS" --rate "$RATE" --duration "$FANOUT_SECONDS" --server-pid "${pids[-1]}" >"$out/httpref-fanout.json"
+kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
 
 echo "== theirs: nginx + nchan"
 start_nchan "$work/nginx" "$PWD/bench/nginx-nchan.conf" 2
 # Each run on a channel of its own (see nchan_subscriber_first_message in the configuration).
 loadgen --protocol nchan --url http://127.0.0.1:8980 --channel idle idle --pollers "$POLLERS" --duration "$IDLE_SECONDS" "${worker_args[@]}" >"$out/nchan-idle.json"
-loadgen --protocol nchan --url http://127.0.0.1:8980 --channel fanout fanout --pollers "$POLLERS" --rate "$RATE" --duration "$FANOUT_SECONDS" >"$out/nchan-fanout.json"
+loadgen --protocol nchan --url http://127.0.0.1:8980 --channel fanout fanout --pollers "$POLLERS" --rate "$RATE" --duration "$FANOUT_SECONDS" "${worker_args[@]}" >"$out/nchan-fanout.json"
 loadgen --protocol nchan --url http://127.0.0.1:8980 --channel wake fanout --pollers 1 --rate 20 --duration "$WAKE_SECONDS" >"$out/nchan-wake.json"
 kill -QUIT "$nginx_master" 2>/dev/null || true
 wait "$nginx_master" 2>/dev/null || true

@@ -126,6 +126,34 @@ def wake_and_large_sections(folder):
             print(f"| {size:,} | {figure} | {fmt(a, unit)} | {fmt(b, unit)} | {ratio} | {verdict(ours)} / {verdict(theirs)} |")
 
 
+def stack_section(folder):
+    """The 10 000-poll fan-out of ours, of actix-web alone (`httpref --long-poll`) and of nginx
+    + nchan, with each server's CPU time per delivery (one answer and the next poll)."""
+    reports = [load(folder, name) for name in ("ours-fanout", "httpref-fanout", "nchan-fanout")]
+    if reports[1] is None:
+        return
+    print()
+    print("The same fan-out through actix-web alone (`httpref --long-poll`: pushes kept in memory, "
+          "a pop held on a `tokio::sync::watch`, no storage, limits, presence or rooms), beside ours "
+          "and nginx + nchan; CPU time is the server's, from all its polls held to every poller done:")
+    print()
+    print("| figure | ours | actix-web alone | nginx + nchan | ours / actix-web alone | actix-web alone / nchan | all delivered once, in order |")
+    print("|---|---|---|---|---|---|---|")
+    for figure, name, unit in (
+        ("fan-out p50 (from publish send)", "send_to_arrival_p50", "ms"),
+        ("fan-out p99 (from publish send)", "send_to_arrival_p99", "ms"),
+        ("server user CPU per delivery", "server_user_cpu_per_delivery", "µs"),
+        ("server system CPU per delivery", "server_system_cpu_per_delivery", "µs"),
+    ):
+        ours, alone, nchan = (metric(report, name) for report in reports)
+        ratio = lambda a, b: f"{a / b:.2f}" if a is not None and b and b >= 0.05 else "n/a"
+        cells = " | ".join(
+            fmt(value, unit) if unit != "µs" or value is None else f"{value:.1f} µs"
+            for value in (ours, alone, nchan)
+        )
+        print(f"| {figure} | {cells} | {ratio(ours, alone)} | {ratio(alone, nchan)} | {verdict(*reports)} |")
+
+
 def main():
     folder = pathlib.Path(sys.argv[1])
     rows = [
@@ -177,6 +205,7 @@ def main():
             report = load(folder, name)
             p50, p99 = metric(report, "fanout_latency_p50"), metric(report, "fanout_latency_p99")
             print(f"| wake-up of {label}, from the push's acknowledgement: p50 / p99 | {fmt(p50, 'ms')} / {fmt(p99, 'ms')} | | | | | {verdict(report)} |")
+    stack_section(folder)
     wake_and_large_sections(folder)
     flood_section(folder)
     params = load(folder, "ours-fanout")

@@ -76,7 +76,8 @@ enum Scenario {
         /// no more connections than its open-file limit.
         #[arg(long, default_value_t = 1)]
         processes: usize,
-        /// The server's process id, for its memory per held poll (repeat for several).
+        /// The server's process id, for its memory per held poll and its CPU time per delivery
+        /// (repeat for several).
         #[arg(long = "server-pid")]
         server_pids: Vec<u32>,
     },

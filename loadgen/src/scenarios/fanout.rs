@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 use tokio::time::Instant;
 
-use super::idle::total_rss;
+use super::idle::{total_cpu_seconds, total_rss};
 use super::{check_sequence, progress_bar, run_id, Target};
 use crate::client::NchanPoll;
 use crate::report::Report;
@@ -40,7 +40,9 @@ pub struct FanoutParams {
     /// Where the pollers run: in this process, or in child processes.
     pub processes: Processes,
     /// The server's processes whose resident memory is measured before the pollers start and
-    /// once all are held (`server_rss_per_held_poll`, bytes); empty: not measured.
+    /// once all are held (`server_rss_per_held_poll`, bytes), and whose CPU time is measured
+    /// from then until every poller is done (`server_user_cpu_per_delivery` and
+    /// `server_system_cpu_per_delivery`, µs); empty: not measured.
     pub server_pids: Vec<u32>,
 }
 
@@ -264,6 +266,7 @@ pub async fn run(target: Target, params: FanoutParams, quiet: bool) -> Report {
         )]);
     }
     let rss_held = total_rss(&params.server_pids);
+    let cpu_held = total_cpu_seconds(&params.server_pids);
 
     // The publisher: message `seq` is sent at start + seq / rate.
     let mut acks: Vec<Option<Instant>> = vec![None; total as usize];
@@ -326,6 +329,8 @@ pub async fn run(target: Target, params: FanoutParams, quiet: bool) -> Report {
     }
     report.violations(sequence_violations);
     progress.finish_and_clear();
+    // Every poller is done: each closed its connection after its last message.
+    let cpu_done = total_cpu_seconds(&params.server_pids);
 
     let latency = latencies.percentiles();
     let publish = publish_latencies.percentiles();
@@ -356,6 +361,21 @@ pub async fn run(target: Target, params: FanoutParams, quiet: bool) -> Report {
             "server_rss_per_held_poll",
             held.saturating_sub(before) as f64 / params.pollers.max(1) as f64,
             "bytes",
+        );
+    }
+    if let (Some((user_held, system_held)), Some((user_stop, system_stop))) = (cpu_held, cpu_done) {
+        // Each delivery is one answer and the next poll (and, once per poller, the closing of
+        // its connection after its last message).
+        let per_delivery = |seconds: f64| seconds * 1e6 / n_delivered.max(1) as f64;
+        report.metric(
+            "server_user_cpu_per_delivery",
+            per_delivery(user_stop - user_held),
+            "µs",
+        );
+        report.metric(
+            "server_system_cpu_per_delivery",
+            per_delivery(system_stop - system_held),
+            "µs",
         );
     }
     report

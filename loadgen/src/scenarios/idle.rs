@@ -31,6 +31,39 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// CPU time a process has used so far, all its threads: (user, system), in seconds, from the
+/// `utime` and `stime` fields of `/proc/<pid>/stat` (in clock ticks, usually 1/100 s).
+pub fn cpu_seconds(pid: u32) -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (user, system) = stat_cpu_ticks(&stat)?;
+    let per_second = rustix::param::clock_ticks_per_second() as f64;
+    Some((user as f64 / per_second, system as f64 / per_second))
+}
+
+/// `utime` and `stime` (clock ticks) from a `/proc/<pid>/stat` line.
+fn stat_cpu_ticks(stat: &str) -> Option<(u64, u64)> {
+    // The fields after the command name, which is in parentheses and may hold spaces and
+    // parentheses itself.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let user = fields.nth(11)?.parse().ok()?;
+    let system = fields.next()?.parse().ok()?;
+    Some((user, system))
+}
+
+/// CPU time of `pids` together, (user, system) seconds; `None` when one cannot be read or none
+/// is given.
+pub fn total_cpu_seconds(pids: &[u32]) -> Option<(f64, f64)> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().try_fold((0.0, 0.0), |(user, system), &pid| {
+        let (u, s) = cpu_seconds(pid)?;
+        Some((user + u, system + s))
+    })
+}
+
 /// Resident memory of `pids` together, bytes; `None` when one cannot be read or none is given.
 pub fn total_rss(pids: &[u32]) -> Option<u64> {
     if pids.is_empty() {
@@ -140,4 +173,37 @@ pub async fn run(target: Target, params: IdleParams, quiet: bool) -> Report {
         report.metric("server_rss_per_held_poll", per_poll, "bytes");
     }
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_ticks_are_read_after_a_command_name_with_spaces_and_parentheses() {
+        let stat =
+            "4242 (chat server (x)) S 1 4242 4242 0 -1 4194560 9031 0 0 0 345 120 0 0 20 0 3 0";
+        assert_eq!(stat_cpu_ticks(stat), Some((345, 120)));
+        assert_eq!(stat_cpu_ticks("4242 (cut) S 1"), None);
+    }
+
+    #[test]
+    fn this_process_s_user_time_grows_while_it_computes() {
+        let pid = std::process::id();
+        let (user_before, _) = cpu_seconds(pid).expect("readable");
+        let give_up = std::time::Instant::now() + Duration::from_secs(10);
+        let mut sum = 0u64;
+        loop {
+            for i in 0..1_000_000u64 {
+                sum = std::hint::black_box(sum.wrapping_add(i * i));
+            }
+            let (user, _) = cpu_seconds(pid).expect("readable");
+            if user > user_before {
+                break;
+            }
+            assert!(std::time::Instant::now() < give_up, "user time never grew");
+        }
+        assert_eq!(total_cpu_seconds(&[]), None);
+        assert!(total_cpu_seconds(&[pid, pid]).expect("readable").0 > user_before);
+    }
 }
