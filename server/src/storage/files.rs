@@ -278,10 +278,7 @@ pub fn render_message_file(messages: &[Message]) -> Vec<u8> {
 pub fn replace_file(path: &Path, contents: &[u8]) -> Result<(), StorageError> {
     let temp_path = temp_path_of(path);
     let write = || -> std::io::Result<()> {
-        let mut temp = File::create(&temp_path)?;
-        temp.write_all(contents)?;
-        temp.sync_all()?;
-        drop(temp);
+        write_synced(&temp_path, contents)?;
         fs::rename(&temp_path, path)
     };
     write().map_err(|source| {
@@ -299,19 +296,16 @@ pub fn replace_file(path: &Path, contents: &[u8]) -> Result<(), StorageError> {
 /// `path` does not exist yet, it is a plain rename.
 ///
 /// Why: making a file costs a free inode, and ext4 without a journal skips every inode freed
-/// in the last half minute while it looks for one (`recently_deleted`); a `data.json` freed
-/// 20 times a second made each new chunk file's inode cost a scan over hundreds of them (a
-/// sixth of the server's CPU in the push benchmark, BENCHMARKS.md, change 13).
+/// in the last minutes while it looks for one (`recently_deleted`); a `data.json` freed 20
+/// times a second made each new chunk file's inode cost a scan over hundreds of them (a sixth
+/// of the server's CPU in the push benchmark, BENCHMARKS.md, change 13).
 ///
 /// # Errors
 /// [`StorageError::Io`] naming the file that failed; `path` is then untouched.
 pub fn swap_in_file(path: &Path, contents: &[u8]) -> Result<(), StorageError> {
     let spare_path = temp_path_of(path);
     let write = || -> std::io::Result<()> {
-        let mut spare = File::create(&spare_path)?;
-        spare.write_all(contents)?;
-        spare.sync_all()?;
-        drop(spare);
+        write_synced(&spare_path, contents)?;
         let exchanged = rustix::fs::renameat_with(
             rustix::fs::CWD,
             &spare_path,
@@ -329,6 +323,13 @@ pub fn swap_in_file(path: &Path, contents: &[u8]) -> Result<(), StorageError> {
         }
     };
     write().map_err(|source| StorageError::io(path, source))
+}
+
+/// Makes `path` (or empties it) and writes `contents` into it, fsynced.
+fn write_synced(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut file = File::create(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
 }
 
 /// The temp file beside `path` that [`replace_file`] and [`swap_in_file`] write first.
