@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The side-by-side benchmark, one command: our server (release build, fresh temp data folder),
-# the HTTP stack alone (httpref: answering at once, then long polling in memory), and nginx + nchan, measured one after another on this machine
-# with the same loadgen scenarios. Writes bench/results/<date>/*.json and prints the table that
-# goes into BENCHMARKS.md (also saved as bench/results/<date>/table.md).
+# the HTTP stack alone (httpref: answering at once, then long polling in memory), and
+# nginx + nchan, measured one after another on this machine with the same loadgen scenarios.
+# Writes bench/results/<date>/*.json and prints the table that goes into BENCHMARKS.md (also
+# saved as bench/results/<date>/table.md).
 #
 # Sizes can be changed through the environment: POLLERS (10000), RATE (0.5: one message fanned
 # out at a time, every 2 s), FANOUT_SECONDS (20), LARGE_SIZES ("20000 50000": the larger
