@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the project needs when it is missing, on a fresh Debian machine with rustup:
-# the wasm target, trunk and wasm-bindgen-cli (for the web page), Node.js (tests run JSONP
-# answers in it), Chromium and its WebDriver (browser tests), the npm packages of the legacy
-# test pages and of the accessibility checks (axe-core), and Lighthouse (scripts/lighthouse.sh).
+# a C compiler and make (the server's allocator, jemalloc, is C built with the server), the
+# wasm target, trunk and wasm-bindgen-cli (for the web page), Node.js (tests run JSONP answers
+# in it), Chromium and its WebDriver (browser tests), the npm packages of the legacy test pages
+# and of the accessibility checks (axe-core), and Lighthouse (scripts/lighthouse.sh).
 # Safe to run again: each step is skipped when already done.
 #
 # Usage: scripts/setup.sh [run|test|cluster]   (run: only what running the product needs;
@@ -66,6 +67,13 @@ ensure_web_tools() {
   fi
 }
 
+ensure_c_build_tools() {
+  # tikv-jemalloc-sys runs jemalloc's configure and make while the server builds.
+  if ! command -v cc >/dev/null || ! command -v make >/dev/null; then
+    apt_install gcc make libc6-dev
+  fi
+}
+
 ensure_node() {
   if ! command -v node >/dev/null; then
     apt_install nodejs npm
@@ -125,6 +133,7 @@ ensure_lighthouse() {
 }
 
 export PATH="$HOME/.cargo/bin:$PATH"
+ensure_c_build_tools
 ensure_web_tools
 if [ "$what" = cluster ]; then
   ensure_services
