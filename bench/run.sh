@@ -100,9 +100,28 @@ pids+=("$ours")
 wait_for_port 8973
 loadgen --url http://127.0.0.1:8973/ idle --pollers "$POLLERS" --duration "$IDLE_SECONDS" --server-pid "$ours" >"$out/ours-idle.json"
 loadgen --url http://127.0.0.1:8973/ fanout --pollers "$POLLERS" --rate "$RATE" --duration "$FANOUT_SECONDS" --server-pid "$ours" >"$out/ours-fanout.json"
-loadgen --url http://127.0.0.1:8973/ push --concurrency "$PUSHERS" --duration "$PUSH_SECONDS" >"$out/ours-push.json"
 loadgen --url http://127.0.0.1:8973/ catchup --history "$HISTORY" --seeders "$PUSHERS" >"$out/ours-catchup.json"
 kill -TERM "$ours"; wait "$ours" || true
+
+# Durable pushes against the HTTP stack alone (httpref, answering at once), back to back and
+# twice (ours, httpref, ours, httpref), each on a fresh server: the rate moves with the machine
+# more than with either server, so the ratio is taken from pairs run side by side.
+for round in 1 2; do
+  suffix=""
+  [ "$round" = 1 ] || suffix="-$round"
+  echo "== durable pushes, round $round: ours, then the HTTP stack alone (httpref)"
+  target/release/chat-server --bind 127.0.0.1:8973 --data-dir "$work/push$round" \
+    --push-burst 100000000 --push-rate 100000000 2>"$work/push$round.log" &
+  pids+=("$!")
+  wait_for_port 8973
+  loadgen --url http://127.0.0.1:8973/ push --concurrency "$PUSHERS" --duration "$PUSH_SECONDS" >"$out/ours-push$suffix.json"
+  kill -TERM "${pids[-1]}"; wait "${pids[-1]}" || true
+  target/release/httpref 127.0.0.1:8975 >/dev/null &
+  pids+=("$!")
+  wait_for_port 8975
+  loadgen --url http://127.0.0.1:8975/ push --concurrency "$PUSHERS" --duration "$PUSH_SECONDS" --no-verify >"$out/httpref-push$suffix.json"
+  kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
+done
 
 echo "== ours: the wake-up of one held pop (local folder)"
 target/release/chat-server --bind 127.0.0.1:8973 --data-dir "$work/wake" \
@@ -151,13 +170,6 @@ loadgen --url http://127.0.0.1:8978/ --health-url http://127.0.0.1:8976/ --healt
 loadgen --url http://127.0.0.1:8978/ push --concurrency "$PUSHERS" --duration "$PUSH_SECONDS" >"$out/redis2-push.json"
 for pid in "${pids[@]: -4}"; do kill -TERM "$pid" 2>/dev/null || true; done
 wait 2>/dev/null || true
-
-echo "== the HTTP stack alone: httpref"
-target/release/httpref 127.0.0.1:8975 >/dev/null &
-pids+=("$!")
-wait_for_port 8975
-loadgen --url http://127.0.0.1:8975/ push --concurrency "$PUSHERS" --duration "$PUSH_SECONDS" --no-verify >"$out/httpref-push.json"
-kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
 
 echo "== actix-web alone, long polling: httpref --long-poll"
 target/release/httpref 127.0.0.1:8975 --long-poll >/dev/null &
