@@ -44,6 +44,15 @@ def verdict(*reports):
     return "yes" if all(not r["violations"] for r in present) else "NO"
 
 
+def failed_polls(report):
+    """The retried polls of a fan-out and what they failed with (`loadgen`'s failure kinds)."""
+    if report is None:
+        return "n/a"
+    kinds = report.get("transport_error_kinds") or {}
+    detail = ", ".join(f"{kind} {n:,}" for kind, n in sorted(kinds.items()))
+    return f"{report['transport_errors']:,}" + (f" ({detail})" if detail else "")
+
+
 def flood_section(folder):
     """The query flood of issue 7 A4: normal traffic without and beside it (`loadgen flood`)."""
     baseline, flooded = load(folder, "ours-flood-baseline"), load(folder, "ours-flood")
@@ -124,6 +133,7 @@ def wake_and_large_sections(folder):
             a, b = metric(ours, name), metric(theirs, name)
             ratio = f"{a / b:.2f}" if a is not None and b and b >= 0.05 else "n/a"
             print(f"| {size:,} | {figure} | {fmt(a, unit)} | {fmt(b, unit)} | {ratio} | {verdict(ours)} / {verdict(theirs)} |")
+        print(f"| {size:,} | failed polls, retried (by kind) | {failed_polls(ours)} | {failed_polls(theirs)} | | {verdict(ours)} / {verdict(theirs)} |")
 
 
 def stack_section(folder):

@@ -33,6 +33,30 @@ pub fn http_client(
         .context("building the HTTP client")
 }
 
+/// What a failed request failed with, as the report counts it: `connect` (no connection could
+/// be made), `timeout` (no answer within the request timeout), `request` (the request could
+/// not be sent, or the connection closed before the answer), `body` (the answer could not be
+/// read), `answer` (an answer came, but an HTTP error status or an error object), or `other`.
+pub fn failure_kind(error: &anyhow::Error) -> &'static str {
+    let Some(http) = error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<reqwest::Error>())
+    else {
+        return "answer";
+    };
+    if http.is_timeout() {
+        "timeout"
+    } else if http.is_connect() {
+        "connect"
+    } else if http.is_body() || http.is_decode() {
+        "body"
+    } else if http.is_request() {
+        "request"
+    } else {
+        "other"
+    }
+}
+
 /// Reads `/**/callback({...});` into the answer object.
 ///
 /// # Errors
@@ -223,6 +247,50 @@ impl NchanClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failure_without_a_transport_error_is_an_answer_and_a_refused_connection_is_connect() {
+        assert_eq!(
+            failure_kind(&anyhow::anyhow!("pop refused: full (too_many_polls)")),
+            "answer"
+        );
+        // A port that was just free: nothing listens on it, so the connection is refused.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let refused = runtime.block_on(async {
+            let client = JsonpClient::new(
+                http_client(Duration::from_secs(5), None).expect("client"),
+                &format!("http://127.0.0.1:{port}/"),
+            );
+            client.pop("a", 1).await.expect_err("nothing listens")
+        });
+        assert_eq!(failure_kind(&refused), "connect");
+    }
+
+    #[test]
+    fn a_poll_that_is_never_answered_is_a_timeout() {
+        // The kernel accepts the connection into the backlog; nothing ever reads or answers.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let port = silent.local_addr().expect("its address").port();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let unanswered = runtime.block_on(async {
+            let client = JsonpClient::new(
+                http_client(Duration::from_millis(200), None).expect("client"),
+                &format!("http://127.0.0.1:{port}/"),
+            );
+            client.pop("a", 1).await.expect_err("never answered")
+        });
+        assert_eq!(failure_kind(&unanswered), "timeout");
+    }
 
     #[test]
     fn parses_a_jsonp_answer() {

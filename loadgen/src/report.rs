@@ -1,5 +1,7 @@
 //! What a run found: named figures, and the violations that make the run fail.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 /// One figure of a run.
@@ -30,6 +32,9 @@ pub struct Report {
     pub violations: Vec<String>,
     /// Requests that failed and were retried (timeouts, refused connections).
     pub transport_errors: u64,
+    /// The retried requests by what they failed with ([`crate::client::failure_kind`]), where
+    /// the scenario tells them apart (`fanout`'s polls).
+    pub transport_error_kinds: BTreeMap<String, u64>,
 }
 
 /// Most violations kept in a report (the count of the rest is added).
@@ -46,6 +51,7 @@ impl Report {
             metrics: Vec::new(),
             violations: Vec::new(),
             transport_errors: 0,
+            transport_error_kinds: BTreeMap::new(),
         }
     }
 
@@ -97,9 +103,19 @@ impl Report {
                 metric.name, metric.value, metric.unit
             ));
         }
+        let kinds: Vec<String> = self
+            .transport_error_kinds
+            .iter()
+            .map(|(kind, n)| format!("{kind} {n}"))
+            .collect();
         out.push_str(&format!(
-            "  transport errors (retried): {}\n",
-            self.transport_errors
+            "  transport errors (retried): {}{}\n",
+            self.transport_errors,
+            if kinds.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", kinds.join(", "))
+            }
         ));
         if self.passed() {
             out.push_str("  result: PASS (no message lost, duplicated or out of order)\n");

@@ -10,6 +10,7 @@
 //! own loopback source address, and writes what they received as one JSON line when told to
 //! stop (its standard input closes); arrival times cross processes as Unix time in ns.
 
+use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,7 +23,7 @@ use tokio::time::Instant;
 
 use super::idle::{total_cpu_seconds, total_rss};
 use super::{check_sequence, progress_bar, run_id, Target};
-use crate::client::NchanPoll;
+use crate::client::{failure_kind, NchanPoll};
 use crate::report::Report;
 use crate::stats::Latencies;
 
@@ -66,7 +67,17 @@ pub enum Processes {
 #[derive(Debug, Default)]
 struct Received {
     arrivals: Vec<(u64, Instant)>,
-    errors: u64,
+    /// Failed polls (retried), by [`failure_kind`].
+    errors: BTreeMap<String, u64>,
+}
+
+impl Received {
+    fn failed(&mut self, error: &anyhow::Error) {
+        *self
+            .errors
+            .entry(failure_kind(error).to_owned())
+            .or_default() += 1;
+    }
 }
 
 /// What a child process's poller saw, as it writes it: arrivals as `(seq, Unix time in ns)`.
@@ -74,8 +85,8 @@ struct Received {
 pub struct ChildPoller {
     /// `(sequence number, arrival as Unix time in ns)`, in arrival order.
     pub arrivals: Vec<(u64, u128)>,
-    /// Failed polls.
-    pub errors: u64,
+    /// Failed polls, by what they failed with ([`failure_kind`]).
+    pub errors: BTreeMap<String, u64>,
 }
 
 /// Parameters of a child process's share of the pollers (`loadgen fanout-pollers`).
@@ -143,8 +154,8 @@ async fn jsonp_poller(
                 }
                 cursor = answer.time;
             }
-            Err(_) => {
-                received.errors += 1;
+            Err(error) => {
+                received.failed(&error);
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
@@ -177,8 +188,8 @@ async fn nchan_poller(
                 cursor = Some(next);
             }
             Ok(NchanPoll::Nothing) => {}
-            Err(_) => {
-                received.errors += 1;
+            Err(error) => {
+                received.failed(&error);
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
@@ -313,7 +324,10 @@ pub async fn run(target: Target, params: FanoutParams, quiet: bool) -> Report {
                 continue;
             }
         };
-        report.transport_errors += received.errors;
+        for (kind, n) in received.errors {
+            report.transport_errors += n;
+            *report.transport_error_kinds.entry(kind).or_default() += n;
+        }
         n_delivered += received.arrivals.len() as u64;
         let seqs: Vec<u64> = received.arrivals.iter().map(|(seq, _)| *seq).collect();
         sequence_violations.extend(check_sequence(&format!("poller {index}"), &seqs, total));
@@ -511,7 +525,7 @@ fn spawn_child(
 
 /// A child process's share of the pollers (`loadgen fanout-pollers`): runs them until every
 /// message arrived or, once its standard input closes, the grace time passed; then writes what
-/// each received as one JSON line (`[{"arrivals":[[seq, unix_ns], …], "errors":n}, …]`).
+/// each received as one JSON line (`[{"arrivals":[[seq, unix_ns], …], "errors":{"connect":n, …}}, …]`).
 ///
 /// # Errors
 /// Standard output could not be written.
