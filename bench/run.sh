@@ -103,25 +103,31 @@ loadgen --url http://127.0.0.1:8973/ fanout --pollers "$POLLERS" --rate "$RATE" 
 loadgen --url http://127.0.0.1:8973/ catchup --history "$HISTORY" --seeders "$PUSHERS" >"$out/ours-catchup.json"
 kill -TERM "$ours"; wait "$ours" || true
 
-# Durable pushes against the HTTP stack alone (httpref, answering at once), back to back and
-# twice (ours, httpref, ours, httpref), each on a fresh server: the rate moves with the machine
-# more than with either server, so the ratio is taken from pairs run side by side.
-for round in 1 2; do
-  suffix=""
-  [ "$round" = 1 ] || suffix="-$round"
-  echo "== durable pushes, round $round: ours, then the HTTP stack alone (httpref)"
-  target/release/chat-server --bind 127.0.0.1:8973 --data-dir "$work/push$round" \
-    --push-burst 100000000 --push-rate 100000000 2>"$work/push$round.log" &
+# Durable pushes against the HTTP stack alone (httpref, answering at once), back to back in
+# two rounds (ours, httpref, then httpref, ours), each on a fresh server: the rate moves with
+# the machine more than with either server, so the ratio is taken from pairs run side by
+# side, in both orders so that a drift of the machine favours neither.
+push_ours() {
+  target/release/chat-server --bind 127.0.0.1:8973 --data-dir "$work/push$1" \
+    --push-burst 100000000 --push-rate 100000000 2>"$work/push$1.log" &
   pids+=("$!")
   wait_for_port 8973
-  loadgen --url http://127.0.0.1:8973/ push --concurrency "$PUSHERS" --duration "$PUSH_SECONDS" >"$out/ours-push$suffix.json"
+  loadgen --url http://127.0.0.1:8973/ push --concurrency "$PUSHERS" --duration "$PUSH_SECONDS" >"$out/ours-push$2.json"
   kill -TERM "${pids[-1]}"; wait "${pids[-1]}" || true
+}
+push_httpref() {
   target/release/httpref 127.0.0.1:8975 >/dev/null &
   pids+=("$!")
   wait_for_port 8975
-  loadgen --url http://127.0.0.1:8975/ push --concurrency "$PUSHERS" --duration "$PUSH_SECONDS" --no-verify >"$out/httpref-push$suffix.json"
+  loadgen --url http://127.0.0.1:8975/ push --concurrency "$PUSHERS" --duration "$PUSH_SECONDS" --no-verify >"$out/httpref-push$1.json"
   kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
-done
+}
+echo "== durable pushes, round 1: ours, then the HTTP stack alone (httpref)"
+push_ours 1 ""
+push_httpref ""
+echo "== durable pushes, round 2: the HTTP stack alone (httpref), then ours"
+push_httpref "-2"
+push_ours 2 "-2"
 
 echo "== ours: the wake-up of one held pop (local folder)"
 target/release/chat-server --bind 127.0.0.1:8973 --data-dir "$work/wake" \

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use chat_shared::{encode_component, ChatResponse};
 use reqwest::header::{HeaderMap, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
+use serde::{Deserialize, Serialize};
 
 /// The callback name the load generator asks for.
 const CALLBACK: &str = "loadgen";
@@ -33,27 +34,59 @@ pub fn http_client(
         .context("building the HTTP client")
 }
 
-/// What a failed request failed with, as the report counts it: `connect` (no connection could
-/// be made), `timeout` (no answer within the request timeout), `request` (the request could
-/// not be sent, or the connection closed before the answer), `body` (the answer could not be
-/// read), `answer` (an answer came, but an HTTP error status or an error object), or `other`.
-pub fn failure_kind(error: &anyhow::Error) -> &'static str {
+/// What a failed request failed with, as a report counts it (its JSON name in brackets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// No connection could be made (`connect`): refused, or no route.
+    Connect,
+    /// No connection or no answer within the request timeout (`timeout`): the client sets no
+    /// separate connect timeout, so a connection that never completes ends here too.
+    Timeout,
+    /// The request could not be sent, or the connection closed before the answer
+    /// (`request`).
+    Request,
+    /// The answer's body could not be read (`body`).
+    Body,
+    /// Everything that failed without a transport error (`answer`): an HTTP error status, an
+    /// `error` object in the answer, or a body that is not a JSONP answer.
+    Answer,
+    /// Any other transport error (`other`).
+    Other,
+}
+
+impl FailureKind {
+    /// Its JSON name: `connect`, `timeout`, `request`, `body`, `answer` or `other`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Connect => "connect",
+            FailureKind::Timeout => "timeout",
+            FailureKind::Request => "request",
+            FailureKind::Body => "body",
+            FailureKind::Answer => "answer",
+            FailureKind::Other => "other",
+        }
+    }
+}
+
+/// What `error` (from [`JsonpClient`] or [`NchanClient`]) failed with.
+pub fn failure_kind(error: &anyhow::Error) -> FailureKind {
     let Some(http) = error
         .chain()
         .find_map(|cause| cause.downcast_ref::<reqwest::Error>())
     else {
-        return "answer";
+        return FailureKind::Answer;
     };
     if http.is_timeout() {
-        "timeout"
+        FailureKind::Timeout
     } else if http.is_connect() {
-        "connect"
+        FailureKind::Connect
     } else if http.is_body() || http.is_decode() {
-        "body"
+        FailureKind::Body
     } else if http.is_request() {
-        "request"
+        FailureKind::Request
     } else {
-        "other"
+        FailureKind::Other
     }
 }
 
@@ -248,48 +281,74 @@ impl NchanClient {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_failure_without_a_transport_error_is_an_answer_and_a_refused_connection_is_connect() {
-        assert_eq!(
-            failure_kind(&anyhow::anyhow!("pop refused: full (too_many_polls)")),
-            "answer"
+    /// A pop to `127.0.0.1:<port>` with a 300 ms request timeout, which must fail.
+    async fn failed_pop(port: u16) -> anyhow::Error {
+        let client = JsonpClient::new(
+            http_client(Duration::from_millis(300), None).expect("client"),
+            &format!("http://127.0.0.1:{port}/"),
         );
-        // A port that was just free: nothing listens on it, so the connection is refused.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let refused = runtime.block_on(async {
-            let client = JsonpClient::new(
-                http_client(Duration::from_secs(5), None).expect("client"),
-                &format!("http://127.0.0.1:{port}/"),
-            );
-            client.pop("a", 1).await.expect_err("nothing listens")
-        });
-        assert_eq!(failure_kind(&refused), "connect");
+        client.pop("a", 1).await.expect_err("the pop must fail")
     }
 
     #[test]
-    fn a_poll_that_is_never_answered_is_a_timeout() {
+    fn failure_kinds_have_the_same_name_in_the_json_and_in_the_table() {
+        for kind in [
+            FailureKind::Connect,
+            FailureKind::Timeout,
+            FailureKind::Request,
+            FailureKind::Body,
+            FailureKind::Answer,
+            FailureKind::Other,
+        ] {
+            let json = serde_json::to_string(&kind).expect("serializes");
+            assert_eq!(json, format!("\"{}\"", kind.as_str()));
+        }
+    }
+
+    #[test]
+    fn a_refusal_without_a_transport_error_is_an_answer() {
+        let refused = anyhow::anyhow!("pop refused: full (too_many_polls)");
+        assert_eq!(failure_kind(&refused), FailureKind::Answer, "{refused:#}");
+    }
+
+    #[tokio::test]
+    async fn a_port_bound_but_not_listening_refuses_the_connection() {
+        // Bound for the whole test, so no other socket takes the port; never listening.
+        let closed = tokio::net::TcpSocket::new_v4().expect("a socket");
+        closed
+            .bind("127.0.0.1:0".parse().expect("an address"))
+            .expect("bound");
+        let port = closed.local_addr().expect("its address").port();
+        let error = failed_pop(port).await;
+        assert_eq!(failure_kind(&error), FailureKind::Connect, "{error:#}");
+    }
+
+    #[tokio::test]
+    async fn a_poll_that_is_never_answered_is_a_timeout() {
         // The kernel accepts the connection into the backlog; nothing ever reads or answers.
-        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port");
         let port = silent.local_addr().expect("its address").port();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let unanswered = runtime.block_on(async {
-            let client = JsonpClient::new(
-                http_client(Duration::from_millis(200), None).expect("client"),
-                &format!("http://127.0.0.1:{port}/"),
-            );
-            client.pop("a", 1).await.expect_err("never answered")
+        let error = failed_pop(port).await;
+        assert_eq!(failure_kind(&error), FailureKind::Timeout, "{error:#}");
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_before_the_answer_is_a_request_failure() {
+        let closing = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port");
+        let port = closing.local_addr().expect("its address").port();
+        let server = tokio::spawn(async move {
+            // Reads the request, then closes the connection without a byte of answer.
+            let (mut connection, _) = closing.accept().await.expect("a connection");
+            let mut request = [0u8; 1024];
+            let _ = tokio::io::AsyncReadExt::read(&mut connection, &mut request).await;
         });
-        assert_eq!(failure_kind(&unanswered), "timeout");
+        let error = failed_pop(port).await;
+        server.await.expect("the server task");
+        assert_eq!(failure_kind(&error), FailureKind::Request, "{error:#}");
     }
 
     #[test]

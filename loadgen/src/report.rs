@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::client::FailureKind;
+
 /// One figure of a run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Metric {
@@ -30,11 +32,12 @@ pub struct Report {
     pub metrics: Vec<Metric>,
     /// Lost, duplicated or out-of-order messages, refused requests: each makes the run fail.
     pub violations: Vec<String>,
-    /// Requests that failed and were retried (timeouts, refused connections).
+    /// Requests that failed and were retried: transport errors (timeouts, refused or closed
+    /// connections) and, where the scenario retries them, error answers.
     pub transport_errors: u64,
-    /// The retried requests by what they failed with ([`crate::client::failure_kind`]), where
-    /// the scenario tells them apart (`fanout`'s polls).
-    pub transport_error_kinds: BTreeMap<String, u64>,
+    /// The retried requests by what they failed with, where the scenario tells them apart
+    /// (`fanout`'s polls).
+    pub transport_error_kinds: BTreeMap<FailureKind, u64>,
 }
 
 /// Most violations kept in a report (the count of the rest is added).
@@ -106,7 +109,7 @@ impl Report {
         let kinds: Vec<String> = self
             .transport_error_kinds
             .iter()
-            .map(|(kind, n)| format!("{kind} {n}"))
+            .map(|(kind, n)| format!("{} {n}", kind.as_str()))
             .collect();
         out.push_str(&format!(
             "  transport errors (retried): {}{}\n",

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use super::idle::{total_cpu_seconds, total_rss};
 use super::{check_sequence, progress_bar, run_id, Target};
-use crate::client::{failure_kind, NchanPoll};
+use crate::client::{failure_kind, FailureKind, NchanPoll};
 use crate::report::Report;
 use crate::stats::Latencies;
 
@@ -67,16 +67,13 @@ pub enum Processes {
 #[derive(Debug, Default)]
 struct Received {
     arrivals: Vec<(u64, Instant)>,
-    /// Failed polls (retried), by [`failure_kind`].
-    errors: BTreeMap<String, u64>,
+    /// Failed polls (retried), by what they failed with.
+    errors: BTreeMap<FailureKind, u64>,
 }
 
 impl Received {
     fn failed(&mut self, error: &anyhow::Error) {
-        *self
-            .errors
-            .entry(failure_kind(error).to_owned())
-            .or_default() += 1;
+        *self.errors.entry(failure_kind(error)).or_default() += 1;
     }
 }
 
@@ -85,8 +82,8 @@ impl Received {
 pub struct ChildPoller {
     /// `(sequence number, arrival as Unix time in ns)`, in arrival order.
     pub arrivals: Vec<(u64, u128)>,
-    /// Failed polls, by what they failed with ([`failure_kind`]).
-    pub errors: BTreeMap<String, u64>,
+    /// Failed polls, by what they failed with.
+    pub errors: BTreeMap<FailureKind, u64>,
 }
 
 /// Parameters of a child process's share of the pollers (`loadgen fanout-pollers`).
