@@ -281,6 +281,15 @@ impl NchanClient {
 mod tests {
     use super::*;
 
+    /// A listener on a free port of 127.0.0.1, and that port.
+    async fn loopback_listener() -> (tokio::net::TcpListener, u16) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port");
+        let port = listener.local_addr().expect("its address").port();
+        (listener, port)
+    }
+
     /// A pop to `127.0.0.1:<port>` with a 300 ms request timeout, which must fail.
     async fn failed_pop(port: u16) -> anyhow::Error {
         let client = JsonpClient::new(
@@ -326,20 +335,14 @@ mod tests {
     #[tokio::test]
     async fn a_poll_that_is_never_answered_is_a_timeout() {
         // The kernel accepts the connection into the backlog; nothing ever reads or answers.
-        let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a port");
-        let port = silent.local_addr().expect("its address").port();
+        let (_silent, port) = loopback_listener().await;
         let error = failed_pop(port).await;
         assert_eq!(failure_kind(&error), FailureKind::Timeout, "{error:#}");
     }
 
     #[tokio::test]
     async fn a_connection_closed_before_the_answer_is_a_request_failure() {
-        let closing = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a port");
-        let port = closing.local_addr().expect("its address").port();
+        let (closing, port) = loopback_listener().await;
         let server = tokio::spawn(async move {
             // Reads the request, then closes the connection without a byte of answer.
             let (mut connection, _) = closing.accept().await.expect("a connection");
