@@ -166,8 +166,9 @@ def stack_section(folder):
 
 def push_section(folder):
     """Durable pushes against the HTTP stack alone (`httpref`, answering at once), round by
-    round: bench/run.sh runs ours and httpref back to back, twice, because the rate moves with
-    the machine more than with either server. The last row is the ratio of the two sums."""
+    round: bench/run.sh runs ours and httpref back to back in two rounds, in both orders,
+    because the rate moves with the machine more than with either server. The last row is the
+    ratio of the two sums."""
     rounds = []
     for suffix in ("", "-2"):
         ours, alone = load(folder, f"ours-push{suffix}"), load(folder, f"httpref-push{suffix}")
