@@ -8,7 +8,8 @@
 # Sizes can be changed through the environment: POLLERS (10000), RATE (0.5: one message fanned
 # out at a time, every 2 s), FANOUT_SECONDS (20), LARGE_SIZES ("20000 50000": the larger
 # fan-outs, see below; empty to skip them), WAKE_SECONDS (10: one held pop woken 20 times a second),
-# PUSHERS (64), PUSH_SECONDS (10), HISTORY (100000), IDLE_SECONDS (10), FLOODERS (4: clients
+# PUSHERS (64), PUSH_SECONDS (10), PUSH_ROUNDS (4: pairs of ours and the HTTP stack alone),
+# HISTORY (100000), IDLE_SECONDS (10), FLOODERS (4: clients
 # sending 60 KB queries of 15 000 keys beside normal pushes), FLOOD_SECONDS (10).
 # The Redis backend is measured in the same run: one instance, then two behind nginx
 # (deploy/redis.conf, deploy/nginx.conf), and the wake-up of a held pop on another instance.
@@ -22,6 +23,7 @@ RATE="${RATE:-0.5}"
 FANOUT_SECONDS="${FANOUT_SECONDS:-20}"
 PUSHERS="${PUSHERS:-64}"
 PUSH_SECONDS="${PUSH_SECONDS:-10}"
+PUSH_ROUNDS="${PUSH_ROUNDS:-4}"
 HISTORY="${HISTORY:-100000}"
 IDLE_SECONDS="${IDLE_SECONDS:-10}"
 WAKE_SECONDS="${WAKE_SECONDS:-10}"
@@ -104,9 +106,9 @@ loadgen --url http://127.0.0.1:8973/ catchup --history "$HISTORY" --seeders "$PU
 kill -TERM "$ours"; wait "$ours" || true
 
 # Durable pushes against the HTTP stack alone (httpref, answering at once), back to back in
-# two rounds (ours, httpref, then httpref, ours), each on a fresh server: the rate moves with
-# the machine more than with either server, so the ratio is taken from pairs run side by
-# side, in both orders so that a drift of the machine favours neither.
+# PUSH_ROUNDS rounds (ours, httpref, then httpref, ours, and so on), each on a fresh server:
+# the rate moves with the machine more than with either server, so the ratio is taken from
+# pairs run side by side, in both orders so that a drift of the machine favours neither.
 push_ours() {
   target/release/chat-server --bind 127.0.0.1:8973 --data-dir "$work/push$1" \
     --push-burst 100000000 --push-rate 100000000 2>"$work/push$1.log" &
@@ -122,12 +124,19 @@ push_httpref() {
   loadgen --url http://127.0.0.1:8975/ push --concurrency "$PUSHERS" --duration "$PUSH_SECONDS" --no-verify >"$out/httpref-push$1.json"
   kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
 }
-echo "== durable pushes, round 1: ours, then the HTTP stack alone (httpref)"
-push_ours 1 ""
-push_httpref ""
-echo "== durable pushes, round 2: the HTTP stack alone (httpref), then ours"
-push_httpref "-2"
-push_ours 2 "-2"
+for round in $(seq 1 "$PUSH_ROUNDS"); do
+  # Round 1's files keep their old names (no suffix): the main table reads them.
+  suffix=$([ "$round" = 1 ] && echo "" || echo "-$round")
+  if [ $((round % 2)) = 1 ]; then
+    echo "== durable pushes, round $round of $PUSH_ROUNDS: ours, then the HTTP stack alone (httpref)"
+    push_ours "$round" "$suffix"
+    push_httpref "$suffix"
+  else
+    echo "== durable pushes, round $round of $PUSH_ROUNDS: the HTTP stack alone (httpref), then ours"
+    push_httpref "$suffix"
+    push_ours "$round" "$suffix"
+  fi
+done
 
 echo "== ours: the wake-up of one held pop (local folder)"
 target/release/chat-server --bind 127.0.0.1:8973 --data-dir "$work/wake" \
