@@ -306,7 +306,8 @@ pub fn lock_folder(dir: &Path, wait: LockWait) -> Result<fs::File, StorageError>
 }
 
 /// Bytes the data folder's files take: `data.json`, the chunk files and the write-ahead log
-/// with its preallocated zeros (for the operators' metrics). Files that vanish while they are counted count as 0.
+/// with its preallocated zeros (for the operators' metrics). Files that vanish while they are
+/// counted count as 0.
 pub fn bytes_on_disk(dir: &Path) -> u64 {
     let size = |path: &Path| fs::metadata(path).map_or(0, |meta| meta.len());
     let chunks: u64 = files::list_chunk_files(&dir.join(CHUNK_DIR))

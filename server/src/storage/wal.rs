@@ -1,22 +1,24 @@
-//! The write-ahead log: every saved message is appended here and fsynced before it is
+//! The write-ahead log: every saved message is written here and fsynced before it is
 //! acknowledged; compaction later moves the messages into the original's JSON layout and
 //! empties the log.
 //!
 //! One record per line: `<crc32 of the JSON, 8 hex digits> <message JSON>\n`. Each group commit
 //! (one write, one fsync) ends with a commit line, `commit <n records> <crc32 of the batch's
 //! record lines, 8 hex digits>\n`: only records followed by their batch's commit line count.
-//! A crash can leave a torn batch at the end (an incomplete last line, or the zeros a file
-//! system leaves anywhere inside an interrupted append); it was never acknowledged, so it is cut
-//! off with a warning. A complete line without zeros that fails its check was written whole and
-//! changed since (damage), as is a bad line followed by a valid commit line: the server refuses
-//! to start, naming the file and the byte offset.
+//! A crash can leave a torn batch at the end: an incomplete last line, or zeros anywhere inside
+//! it where the disk kept a later page of the write but not an earlier one, even when its
+//! commit line reached the disk. It was never acknowledged (its `fdatasync` had not returned),
+//! so it is cut off with a warning. A complete line without zeros that fails its check was
+//! written whole and changed since (damage), as is a bad line followed by a valid commit line
+//! with anything but zeros after it (a later batch is written only once this one is durable):
+//! the server refuses to start, naming the file and the byte offset.
 //!
-//! The file is preallocated: it is extended with zeros ([`PREALLOCATE_BYTES`] at a time, written
-//! and fsynced once) ahead of the records, and each group commit overwrites zeros in place.
-//! The file's length then stays the same from one group commit to the next, so the
-//! `fdatasync` that makes a batch durable writes its data and flushes the disk cache without
-//! also writing the inode for a new length (as PostgreSQL does with its zero-filled WAL
-//! segments). Zeros after the last complete batch are this free space, not a torn write.
+//! The file is preallocated: it is extended with zeros (`PREALLOCATE_BYTES`, 256 KiB, at a
+//! time, written and fsynced once) ahead of the records, and each group commit overwrites
+//! zeros in place. The file's length then stays the same from one group commit to the next, so
+//! the `fdatasync` that makes a batch durable writes its data and flushes the disk cache
+//! without also writing the inode for a new length (as PostgreSQL does with its zero-filled
+//! WAL segments). Zeros after the last complete batch are this free space, not a torn write.
 
 use std::fs::{File, OpenOptions};
 use std::io::Read;
@@ -34,14 +36,16 @@ pub const WAL_FILE: &str = "wal.log";
 const EMPTY_BATCH: &[u8] = b"commit 0 00000000\n";
 
 /// How much the log grows at a time, in bytes of zeros written and fsynced ahead of the
-/// records (see the module docs): 256 KiB, about two compactions' worth of records at the
-/// default `--compact-after` of 1 000 and the usual message size.
-pub const PREALLOCATE_BYTES: u64 = 256 * 1024;
+/// records (see the module docs): 256 KiB, the records between two compactions at the default
+/// `--compact-after` of 1 000 and messages of up to about 200 bytes. Compaction empties the
+/// file, so the first group commit after it preallocates again.
+const PREALLOCATE_BYTES: u64 = 256 * 1024;
 
 /// Zeros written per call while the log is extended, in bytes.
 static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 
-/// An open write-ahead log, positioned at its end.
+/// An open write-ahead log: its valid part (complete batches) ends at `len`, and zeros follow
+/// up to `file_len`, the file's length.
 #[derive(Debug)]
 pub struct Wal {
     path: PathBuf,
@@ -139,6 +143,14 @@ fn parse_log(path: &Path, bytes: &[u8]) -> ParsedLog {
             let batch_ok = first_bad.is_none()
                 && n == pending.len()
                 && crc == crc32fast::hash(&bytes[batch_start..offset]);
+            if !batch_ok && first_bad.is_some() && bytes[next..].iter().all(|&b| b == 0) {
+                // The last batch written, with a hole: torn by a crash during its `fdatasync`.
+                return ParsedLog {
+                    messages,
+                    committed_end,
+                    damage: None,
+                };
+            }
             if !batch_ok {
                 let damage = StorageError::Corrupt {
                     path: path.to_owned(),
@@ -287,8 +299,10 @@ impl Wal {
 
     /// Appends an already-encoded batch (see [`encode_batch`]) and fsyncs it: when this
     /// returns `Ok`, they survive a crash. The batch overwrites preallocated zeros; when they
-    /// run short the file is first extended (see the module docs). On error the log is cut
-    /// back to its previous length, so no half record stays behind.
+    /// run short the file is first extended (see the module docs). When the extension fails
+    /// nothing but zeros was added; when the write or its fsync fails the file is cut back to
+    /// the valid part (dropping the preallocated space with it), so no half record stays
+    /// behind.
     ///
     /// Returns how long the fsync took.
     ///
@@ -559,7 +573,15 @@ mod tests {
             .expect("appends");
         let preallocated = fs::metadata(&path).expect("exists").len();
         assert_eq!(preallocated, PREALLOCATE_BYTES);
+        // Most of the space in one batch, then group commits of one message each.
         let mut times = 2..;
+        let (mut big, mut records) = (Vec::new(), Vec::new());
+        while wal.len + (records.len() as u64) < preallocated - 1_000 {
+            big.push(message(times.next().expect("a time")));
+            encode_record(&mut records, big.last().expect("just pushed"));
+        }
+        wal.append(&encode_batch(&big), big.len()).expect("appends");
+        assert_eq!(fs::metadata(&path).expect("exists").len(), preallocated);
         while wal.len + 200 < preallocated {
             let time = times.next().expect("a time");
             wal.append(&encode_batch(&[message(time)]), 1)
@@ -599,6 +621,40 @@ mod tests {
         let (loaded, len) = open_with(&bytes);
         assert_eq!(loaded.expect("loads"), [message(1)]);
         assert_eq!(len, first.len() as u64);
+    }
+
+    /// Review finding: a batch written over zeros can reach the disk with its commit line
+    /// but not an earlier page (the zeros stay there). Its `fdatasync` never returned, so it
+    /// was never acknowledged: cut off, not refused as damage.
+    #[test]
+    fn a_last_batch_with_a_hole_before_its_commit_line_is_torn_not_damage() {
+        let first = encode_batch(&[message(1)]);
+        let mut second = encode_batch(&[message(2), message(3), message(4)]);
+        let record_len = second.iter().position(|&b| b == b'\n').expect("a line") + 1;
+        second[..record_len].fill(0);
+        let mut bytes = first.clone();
+        bytes.extend_from_slice(&second);
+        for zeros_after in [0, 8192] {
+            let mut bytes = bytes.clone();
+            bytes.resize(bytes.len() + zeros_after, 0);
+            let (loaded, len) = open_with(&bytes);
+            assert_eq!(
+                loaded.expect("loads"),
+                [message(1)],
+                "{zeros_after} zeros after"
+            );
+            assert_eq!(
+                len,
+                first.len() as u64,
+                "cut off ({zeros_after} zeros after)"
+            );
+        }
+        // With a later batch behind it, it had been acknowledged: damage.
+        bytes.extend_from_slice(&encode_batch(&[message(5)]));
+        assert!(matches!(
+            open_with(&bytes).0,
+            Err(StorageError::Corrupt { .. })
+        ));
     }
 
     #[test]
