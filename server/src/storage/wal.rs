@@ -446,6 +446,22 @@ mod tests {
         Message::new("a", format!("m{time}"), time)
     }
 
+    /// A log in a new temp folder, holding one group commit of `message(1)`.
+    fn log_with_message_1() -> (tempfile::TempDir, Wal) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut wal, _) = Wal::open(dir.path()).expect("opens");
+        wal.append(&encode_batch(&[message(1)]), 1)
+            .expect("appends");
+        (dir, wal)
+    }
+
+    /// The length of the log file in `dir`, in bytes.
+    fn file_len(dir: &tempfile::TempDir) -> u64 {
+        fs::metadata(dir.path().join(WAL_FILE))
+            .expect("exists")
+            .len()
+    }
+
     #[test]
     fn records_survive_reopening() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -467,10 +483,7 @@ mod tests {
     /// nothing of the failed batch in it; before, every append failed until a restart.
     #[test]
     fn a_log_that_could_not_be_cut_back_recovers_once_the_file_is_writable_again() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (mut wal, _) = Wal::open(dir.path()).expect("opens");
-        wal.append(&encode_batch(&[message(1)]), 1)
-            .expect("appends");
+        let (dir, mut wal) = log_with_message_1();
         let writable = std::mem::replace(
             &mut wal.file,
             File::open(dir.path().join(WAL_FILE)).expect("opens read-only"),
@@ -491,10 +504,7 @@ mod tests {
 
     #[test]
     fn a_probe_leaves_the_log_as_it_was() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (mut wal, _) = Wal::open(dir.path()).expect("opens");
-        wal.append(&encode_batch(&[message(1)]), 1)
-            .expect("appends");
+        let (dir, mut wal) = log_with_message_1();
         let before = fs::read(dir.path().join(WAL_FILE)).expect("reads");
         wal.probe().expect("probes");
         assert_eq!(fs::read(dir.path().join(WAL_FILE)).expect("reads"), before);
@@ -545,15 +555,12 @@ mod tests {
         let (mut wal, loaded) = Wal::open(dir.path()).expect("opens");
         assert_eq!(loaded, [message(1)]);
         assert_eq!(read_log(dir.path()).expect("reads").torn_bytes, 0);
-        assert_eq!(
-            fs::metadata(&path).expect("exists").len(),
-            4096 + first.len() as u64
-        );
+        assert_eq!(file_len(&dir), 4096 + first.len() as u64);
         wal.append(&encode_batch(&[message(2)]), 1)
             .expect("appends");
         drop(wal);
         assert_eq!(
-            fs::metadata(&path).expect("exists").len(),
+            file_len(&dir),
             4096 + first.len() as u64,
             "the batch went into the zeros"
         );
@@ -566,12 +573,8 @@ mod tests {
     /// disk, a third of its time here). Appends now fill preallocated zeros.
     #[test]
     fn group_commits_fill_preallocated_zeros_without_changing_the_file_length() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join(WAL_FILE);
-        let (mut wal, _) = Wal::open(dir.path()).expect("opens");
-        wal.append(&encode_batch(&[message(1)]), 1)
-            .expect("appends");
-        let preallocated = fs::metadata(&path).expect("exists").len();
+        let (dir, mut wal) = log_with_message_1();
+        let preallocated = file_len(&dir);
         assert_eq!(preallocated, PREALLOCATE_BYTES);
         // Most of the space in one batch, then group commits of one message each.
         let mut times = 2..;
@@ -581,22 +584,19 @@ mod tests {
             encode_record(&mut records, big.last().expect("just pushed"));
         }
         wal.append(&encode_batch(&big), big.len()).expect("appends");
-        assert_eq!(fs::metadata(&path).expect("exists").len(), preallocated);
+        assert_eq!(file_len(&dir), preallocated);
         while wal.len + 200 < preallocated {
             let time = times.next().expect("a time");
             wal.append(&encode_batch(&[message(time)]), 1)
                 .expect("appends");
-            assert_eq!(fs::metadata(&path).expect("exists").len(), preallocated);
+            assert_eq!(file_len(&dir), preallocated);
         }
         // Past the end of the zeros the file grows by another stretch, and nothing is lost.
         let (last, n) = (times.next().expect("a time"), wal.n_records() + 1);
         let batch: Vec<Message> = (last..last + 5).map(message).collect();
         wal.append(&encode_batch(&batch), batch.len())
             .expect("appends");
-        assert_eq!(
-            fs::metadata(&path).expect("exists").len(),
-            2 * PREALLOCATE_BYTES
-        );
+        assert_eq!(file_len(&dir), 2 * PREALLOCATE_BYTES);
         drop(wal);
         let (wal, loaded) = Wal::open(dir.path()).expect("reopens");
         assert_eq!(loaded.len(), n + 4);
@@ -659,19 +659,12 @@ mod tests {
 
     #[test]
     fn a_cleared_log_is_empty_and_preallocates_again_on_the_next_append() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join(WAL_FILE);
-        let (mut wal, _) = Wal::open(dir.path()).expect("opens");
-        wal.append(&encode_batch(&[message(1)]), 1)
-            .expect("appends");
+        let (dir, mut wal) = log_with_message_1();
         wal.clear().expect("clears");
-        assert_eq!(fs::metadata(&path).expect("exists").len(), 0);
+        assert_eq!(file_len(&dir), 0);
         wal.append(&encode_batch(&[message(2)]), 1)
             .expect("appends");
-        assert_eq!(
-            fs::metadata(&path).expect("exists").len(),
-            PREALLOCATE_BYTES
-        );
+        assert_eq!(file_len(&dir), PREALLOCATE_BYTES);
         drop(wal);
         assert_eq!(Wal::open(dir.path()).expect("reopens").1, [message(2)]);
     }
